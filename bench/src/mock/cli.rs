@@ -1,0 +1,105 @@
+//! Command-line flags of `corelay-mock`.
+//!
+//! The first four flags mirror crabllm-bench's mock so its benchmark scripts
+//! run unchanged against ours; `--host`, `--threads` and `--dialect` are ours.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A mock OpenAI-dialect LLM provider for tests and load benchmarks.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "corelay-mock", version, about)]
+pub struct Args {
+    /// Address to bind. Loopback by default so a test run never exposes it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to bind; 0 picks a free one (the listening line reports it).
+    #[arg(short, long, default_value_t = 9999)]
+    pub port: u16,
+
+    /// Content events per streamed chat completion (before usage and [DONE]).
+    #[arg(short, long, default_value_t = 20)]
+    pub chunks: u32,
+
+    /// Milliseconds between stream events, and before a non-stream reply.
+    #[arg(short, long, default_value_t = 0)]
+    pub delay: u64,
+
+    /// Fraction (0.0 to 1.0) of chat/embeddings requests answered with HTTP 500.
+    #[arg(short, long, default_value_t = 0.0, value_parser = parse_rate)]
+    pub error_rate: f64,
+
+    /// Worker threads, each with its own monoio runtime.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+
+    /// Provider wire format to imitate.
+    #[arg(long, default_value = "openai", value_parser = parse_dialect)]
+    pub dialect: Dialect,
+}
+
+/// The wire formats the mock can speak. Only OpenAI exists so far; the flag is
+/// here now so scripts can already pin it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+}
+
+/// What every connection needs from the flags. `Copy` so each worker thread
+/// and task owns its own copy instead of sharing through an `Arc`.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub chunks: u32,
+    pub delay: Duration,
+    pub error_rate: f64,
+}
+
+impl Args {
+    pub fn config(&self) -> Config {
+        Config { chunks: self.chunks, delay: Duration::from_millis(self.delay), error_rate: self.error_rate }
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&rate) { Ok(rate) } else { Err(format!("{rate} is not between 0.0 and 1.0")) }
+}
+
+fn parse_dialect(s: &str) -> Result<Dialect, String> {
+    match s {
+        "openai" => Ok(Dialect::OpenAi),
+        other => Err(format!("dialect `{other}` is not implemented yet (only `openai` is)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_crabllm_bench() {
+        let args = Args::try_parse_from(["corelay-mock"]).unwrap();
+        assert_eq!(args.host, "127.0.0.1");
+        assert_eq!(args.port, 9999);
+        assert_eq!(args.chunks, 20);
+        assert_eq!(args.delay, 0);
+        assert_eq!(args.error_rate, 0.0);
+        assert_eq!(args.threads, 1);
+        assert_eq!(args.dialect, Dialect::OpenAi);
+    }
+
+    #[test]
+    fn unknown_dialect_says_not_implemented() {
+        let err = Args::try_parse_from(["corelay-mock", "--dialect", "anthropic"]).unwrap_err();
+        assert!(err.to_string().contains("not implemented yet"), "{err}");
+    }
+
+    #[test]
+    fn error_rate_is_a_fraction() {
+        assert!(Args::try_parse_from(["corelay-mock", "-e", "1.5"]).is_err());
+        let args = Args::try_parse_from(["corelay-mock", "-e", "0.25"]).unwrap();
+        assert_eq!(args.error_rate, 0.25);
+    }
+}

@@ -1,0 +1,98 @@
+//! Startup: bind once, then run one monoio runtime per worker thread.
+//!
+//! The port is bound with a plain `std::net::TcpListener` (no SO_REUSEPORT),
+//! so a port already in use fails loudly instead of silently joining another
+//! process's reuseport group (tech.md §1.2), and `--port 0` resolves to one
+//! real port. Each worker accepts on a `try_clone` of that socket: the kernel
+//! hands each connection to one of them, and the connection then lives on
+//! that thread only.
+
+use std::io::Write;
+use std::net::TcpListener as StdListener;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use monoio::net::TcpListener;
+
+use crate::mock::cli::{Args, Config};
+use crate::mock::conn;
+
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop
+/// does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Binds, starts the workers, prints the listening line, and runs until a
+/// worker dies.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let listener = StdListener::bind((args.host.as_str(), args.port))
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    // Required by monoio's epoll fallback; harmless under io_uring.
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let cfg = args.config();
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut workers = Vec::new();
+    for id in 0..args.threads {
+        let socket = listener.try_clone()?;
+        let ready = ready_tx.clone();
+        let worker =
+            thread::Builder::new().name(format!("corelay-mock-{id}")).spawn(move || worker(socket, cfg, ready))?;
+        workers.push(worker);
+    }
+    drop(ready_tx);
+    for _ in 0..args.threads {
+        ready_rx.recv().map_err(|_| anyhow!("a worker exited during startup"))?.map_err(|e| anyhow!(e))?;
+    }
+
+    // Tests and scripts wait for exactly this line.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "corelay-mock listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    for worker in workers {
+        worker.join().map_err(|_| anyhow!("a worker thread panicked"))?;
+    }
+    bail!("all workers stopped")
+}
+
+/// One worker thread: build its runtime, report readiness, accept forever.
+fn worker(socket: StdListener, cfg: Config, ready: mpsc::Sender<Result<(), String>>) {
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(1024).build();
+    let mut runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start the monoio runtime: {e}")));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // Must happen inside the runtime: the fd registers with its driver.
+        let listener = match TcpListener::from_std(socket) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot adopt the listener: {e}")));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        accept_loop(listener, cfg).await;
+    });
+}
+
+async fn accept_loop(listener: TcpListener, cfg: Config) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                monoio::spawn(conn::serve(stream, cfg));
+            }
+            Err(e) => {
+                eprintln!("corelay-mock: accept failed: {e}");
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,786 @@
+//! Configuration: the serde mirror of the TOML file, and the validated
+//! [`Config`] the rest of the gateway uses.
+//!
+//! Two types on purpose. [`File`] mirrors the file exactly (unknown keys are
+//! errors, defaults are written out in one place, [`defaults`]); [`Config`]
+//! has no serde, no optional fields where a default exists, and only states
+//! that are valid. Parsing works on a string: only `main` reads files and the
+//! environment, so tests build configs from literals.
+//!
+//! The keys of crabllm's documented config (`listen`, `providers.NAME.{kind,
+//! api_key, base_url, models, weight, max_retries, timeout, api_version}`,
+//! `aliases`, `keys`) mean the same here, so a crabllm config moves over.
+//! corelay's own limits carry their unit last.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Every default, in one place. Each is a named limit with its unit last.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
+    pub const REQUEST_HEAD_BYTES_MAX: usize = 64 * 1024;
+    pub const REQUEST_HEADERS_MAX: usize = 100;
+    pub const REQUEST_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
+    pub const REQUEST_HEAD_TIMEOUT_MS: u64 = 10_000;
+    pub const REQUEST_BODY_TIMEOUT_MS: u64 = 60_000;
+    pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 120_000;
+    pub const CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
+    pub const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+    pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+    pub const UPSTREAM_POOL_IDLE_TIMEOUT_MS: u64 = 60_000;
+    pub const UPSTREAM_RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
+    pub const UPSTREAM_RESPONSE_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+    pub const STREAM_EVENT_BYTES_MAX: usize = 8 * 1024 * 1024;
+    pub const STREAM_IDLE_TIMEOUT_MS: u64 = 300_000;
+    pub const DNS_REFRESH_MS: u64 = 30_000;
+    pub const STATS_INTERVAL_MS: u64 = 1_000;
+    pub const CONTROL_CHANNEL_CAPACITY: usize = 1_024;
+    /// crabllm's `timeout` is in seconds; so is ours, for compatibility.
+    pub const PROVIDER_TIMEOUT_S: u64 = 600;
+    pub const PROVIDER_MAX_RETRIES: u32 = 2;
+    pub const PROVIDER_WEIGHT: u32 = 1;
+    pub const AZURE_API_VERSION: &str = "2024-10-21";
+}
+
+/// A configuration that could not be accepted, with the path of the
+/// offending key where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(String),
+    #[error("environment variable `{name}` is not set (referenced as ${{{name}}} on line {line})")]
+    UnsetVariable { name: String, line: usize },
+    #[error("unterminated ${{...}} on line {line}")]
+    UnterminatedVariable { line: usize },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: path.into(), message: message.into() }
+}
+
+// ---------------------------------------------------------------------------
+// The file, as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub shards: Option<ShardsSetting>,
+    #[serde(default)]
+    pub pin_shards: bool,
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default = "d_shutdown")]
+    pub shutdown_timeout_ms: u64,
+    #[serde(default)]
+    pub http: HttpFile,
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ShardsSetting {
+    Count(usize),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpFile {
+    pub request_head_bytes_max: usize,
+    pub request_headers_max: usize,
+    pub request_body_bytes_max: usize,
+    pub request_head_timeout_ms: u64,
+    pub request_body_timeout_ms: u64,
+    pub client_idle_timeout_ms: u64,
+    pub connections_per_shard_max: usize,
+}
+
+impl Default for HttpFile {
+    fn default() -> Self {
+        use defaults::*;
+        HttpFile {
+            request_head_bytes_max: REQUEST_HEAD_BYTES_MAX,
+            request_headers_max: REQUEST_HEADERS_MAX,
+            request_body_bytes_max: REQUEST_BODY_BYTES_MAX,
+            request_head_timeout_ms: REQUEST_HEAD_TIMEOUT_MS,
+            request_body_timeout_ms: REQUEST_BODY_TIMEOUT_MS,
+            client_idle_timeout_ms: CLIENT_IDLE_TIMEOUT_MS,
+            connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    pub upstream_connect_timeout_ms: u64,
+    pub upstream_pool_idle_max: usize,
+    pub upstream_pool_idle_timeout_ms: u64,
+    pub upstream_response_head_bytes_max: usize,
+    pub upstream_response_body_bytes_max: usize,
+    pub stream_event_bytes_max: usize,
+    pub stream_idle_timeout_ms: u64,
+    pub dns_refresh_ms: u64,
+    pub stats_interval_ms: u64,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        use defaults::*;
+        UpstreamFile {
+            upstream_connect_timeout_ms: UPSTREAM_CONNECT_TIMEOUT_MS,
+            upstream_pool_idle_max: UPSTREAM_POOL_IDLE_MAX,
+            upstream_pool_idle_timeout_ms: UPSTREAM_POOL_IDLE_TIMEOUT_MS,
+            upstream_response_head_bytes_max: UPSTREAM_RESPONSE_HEAD_BYTES_MAX,
+            upstream_response_body_bytes_max: UPSTREAM_RESPONSE_BODY_BYTES_MAX,
+            stream_event_bytes_max: STREAM_EVENT_BYTES_MAX,
+            stream_idle_timeout_ms: STREAM_IDLE_TIMEOUT_MS,
+            dns_refresh_ms: DNS_REFRESH_MS,
+            stats_interval_ms: STATS_INTERVAL_MS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub kind: Option<String>,
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    pub weight: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub timeout: Option<u64>,
+    pub api_version: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub name: String,
+    pub key: String,
+    #[serde(default = "d_all_models")]
+    pub models: Vec<String>,
+}
+
+fn d_listen() -> String {
+    defaults::LISTEN.to_owned()
+}
+fn d_shutdown() -> u64 {
+    defaults::SHUTDOWN_TIMEOUT_MS
+}
+fn d_all_models() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shards: Shards,
+    pub pin_shards: bool,
+    pub driver: Driver,
+    pub shutdown_timeout_ms: u64,
+    pub http: HttpLimits,
+    pub upstream: UpstreamLimits,
+    pub deployments: Vec<Deployment>,
+    /// Public model name to the deployments serving it, by index.
+    pub routes: HashMap<String, Vec<usize>>,
+    /// Alias to the model it finally resolves to (chains are followed).
+    pub aliases: HashMap<String, String>,
+    pub keys: Vec<Key>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shards {
+    /// One per CPU this process may run on (its affinity mask).
+    Auto,
+    Count(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring where the kernel has what monoio needs, else epoll.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    pub request_head_bytes_max: usize,
+    pub request_headers_max: usize,
+    pub request_body_bytes_max: usize,
+    pub request_head_timeout_ms: u64,
+    pub request_body_timeout_ms: u64,
+    pub client_idle_timeout_ms: u64,
+    pub connections_per_shard_max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamLimits {
+    pub connect_timeout_ms: u64,
+    pub pool_idle_max: usize,
+    pub pool_idle_timeout_ms: u64,
+    pub response_head_bytes_max: usize,
+    pub response_body_bytes_max: usize,
+    pub stream_event_bytes_max: usize,
+    pub stream_idle_timeout_ms: u64,
+    pub dns_refresh_ms: u64,
+    pub stats_interval_ms: u64,
+}
+
+/// One configured provider entry.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub models: Vec<String>,
+    pub weight: u32,
+    pub max_retries: u32,
+    pub timeout_ms: u64,
+}
+
+/// What kind of provider a deployment is, with what that kind needs.
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// OpenAI or any OpenAI-compatible server (`base_url` ends before
+    /// `/chat/completions`, e.g. `https://api.openai.com/v1`).
+    OpenAi { endpoint: Endpoint, api_key: Option<String> },
+    /// Azure OpenAI. `Deployments` puts the model (the Azure deployment name)
+    /// in the path with `?api-version=`; `V1` is the `/openai/v1` API.
+    Azure { endpoint: Endpoint, api_key: String, style: AzureStyle },
+    /// Ollama's OpenAI-compatible `/v1`.
+    Ollama { endpoint: Endpoint },
+    /// Canned answers from inside the gateway: works with no key at all.
+    Mock,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AzureStyle {
+    Deployments { api_version: String },
+    V1 { api_version: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// Where a deployment lives: scheme, host, port and the path prefix that
+/// endpoint paths are appended to (no trailing slash).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    pub host: String,
+    pub port: u16,
+    pub base_path: String,
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Endpoint {
+    /// The `Host` header value.
+    pub fn authority(&self) -> String {
+        let default_port = match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        if self.port == default_port { host } else { format!("{host}:{}", self.port) }
+    }
+}
+
+impl ProviderKind {
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            ProviderKind::OpenAi { endpoint, .. }
+            | ProviderKind::Azure { endpoint, .. }
+            | ProviderKind::Ollama { endpoint } => Some(endpoint),
+            ProviderKind::Mock => None,
+        }
+    }
+}
+
+/// A client key from `[[keys]]`. Only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub name: String,
+    pub secret_sha256: [u8; 32],
+    pub models: ModelAllowlist,
+}
+
+/// The models a key may use: `*`, exact names, and `prefix*` globs.
+#[derive(Debug, Clone)]
+pub struct ModelAllowlist {
+    pub all: bool,
+    pub exact: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl ModelAllowlist {
+    pub fn allows(&self, model: &str) -> bool {
+        self.all || self.exact.iter().any(|m| m == model) || self.prefixes.iter().any(|p| model.starts_with(p.as_str()))
+    }
+
+    fn parse(patterns: &[String]) -> ModelAllowlist {
+        let mut list = ModelAllowlist { all: false, exact: Vec::new(), prefixes: Vec::new() };
+        for p in patterns {
+            match p.strip_suffix('*') {
+                Some("") => list.all = true,
+                Some(prefix) => list.prefixes.push(prefix.to_owned()),
+                None => list.exact.push(p.clone()),
+            }
+        }
+        list
+    }
+}
+
+/// SHA-256 of a key secret, as stored and looked up.
+pub fn key_digest(secret: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Parsing and validation.
+
+/// The config used when `corelay` runs without `--config`: one in-process
+/// mock provider on loopback, so the gateway answers with no key at all.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
+
+/// Parses and validates a config. `env` resolves `${VAR}` references.
+pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let expanded = expand_env(text, env)?;
+    let file: File = toml::from_str(&expanded).map_err(|e| ConfigError::Toml(e.to_string()))?;
+    validate(file)
+}
+
+/// Replaces `${NAME}` with the variable's value. An unset variable is an
+/// error naming it, never an empty string. `$$` stays a literal `$`.
+pub fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let line = text[..text.len() - rest.len() + i].matches('\n').count() + 1;
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or(ConfigError::UnterminatedVariable { line })?;
+            let name = &body[..end];
+            let value = env(name).ok_or_else(|| ConfigError::UnsetVariable { name: name.to_owned(), line })?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate(file: File) -> Result<Config, ConfigError> {
+    let listen: SocketAddr =
+        file.listen.parse().map_err(|_| invalid("listen", format!("`{}` is not an IP:port address", file.listen)))?;
+    let shards = match file.shards {
+        None => Shards::Auto,
+        Some(ShardsSetting::Word(w)) if w == "auto" => Shards::Auto,
+        Some(ShardsSetting::Count(n)) if (1..=1024).contains(&n) => Shards::Count(n),
+        Some(_) => return Err(invalid("shards", "must be \"auto\" or a number from 1 to 1024")),
+    };
+    let driver = match file.driver.as_deref() {
+        None | Some("auto") => Driver::Auto,
+        Some("io_uring") => Driver::IoUring,
+        Some("epoll") => Driver::Epoll,
+        Some(other) => {
+            return Err(invalid("driver", format!("`{other}`: expected \"auto\", \"io_uring\" or \"epoll\"")));
+        }
+    };
+    let http = validate_http(file.http)?;
+    let upstream = validate_upstream(file.upstream)?;
+    let mut deployments = Vec::new();
+    for (name, provider) in file.providers {
+        deployments.push(validate_provider(name, provider)?);
+    }
+    let routes = route_table(&deployments);
+    let aliases = resolve_aliases(&file.aliases, &routes)?;
+    let keys = validate_keys(file.keys)?;
+    Ok(Config {
+        listen,
+        shards,
+        pin_shards: file.pin_shards,
+        driver,
+        shutdown_timeout_ms: file.shutdown_timeout_ms,
+        http,
+        upstream,
+        deployments,
+        routes,
+        aliases,
+        keys,
+    })
+}
+
+fn positive<T: PartialOrd + Default + Copy>(path: &str, value: T) -> Result<T, ConfigError> {
+    if value > T::default() { Ok(value) } else { Err(invalid(path, "must be greater than 0")) }
+}
+
+fn validate_http(f: HttpFile) -> Result<HttpLimits, ConfigError> {
+    if f.request_head_bytes_max < 1024 {
+        return Err(invalid("http.request_head_bytes_max", "must be at least 1024"));
+    }
+    Ok(HttpLimits {
+        request_head_bytes_max: f.request_head_bytes_max,
+        request_headers_max: match f.request_headers_max {
+            n @ 1..=crate::http::codec::REQUEST_HEADERS_CEILING => n,
+            _ => {
+                let most = crate::http::codec::REQUEST_HEADERS_CEILING;
+                return Err(invalid("http.request_headers_max", format!("must be from 1 to {most}")));
+            }
+        },
+        request_body_bytes_max: f.request_body_bytes_max,
+        request_head_timeout_ms: positive("http.request_head_timeout_ms", f.request_head_timeout_ms)?,
+        request_body_timeout_ms: positive("http.request_body_timeout_ms", f.request_body_timeout_ms)?,
+        client_idle_timeout_ms: positive("http.client_idle_timeout_ms", f.client_idle_timeout_ms)?,
+        connections_per_shard_max: positive("http.connections_per_shard_max", f.connections_per_shard_max)?,
+    })
+}
+
+fn validate_upstream(f: UpstreamFile) -> Result<UpstreamLimits, ConfigError> {
+    Ok(UpstreamLimits {
+        connect_timeout_ms: positive("upstream.upstream_connect_timeout_ms", f.upstream_connect_timeout_ms)?,
+        pool_idle_max: f.upstream_pool_idle_max,
+        pool_idle_timeout_ms: positive("upstream.upstream_pool_idle_timeout_ms", f.upstream_pool_idle_timeout_ms)?,
+        response_head_bytes_max: positive(
+            "upstream.upstream_response_head_bytes_max",
+            f.upstream_response_head_bytes_max,
+        )?,
+        response_body_bytes_max: positive(
+            "upstream.upstream_response_body_bytes_max",
+            f.upstream_response_body_bytes_max,
+        )?,
+        stream_event_bytes_max: positive("upstream.stream_event_bytes_max", f.stream_event_bytes_max)?,
+        stream_idle_timeout_ms: positive("upstream.stream_idle_timeout_ms", f.stream_idle_timeout_ms)?,
+        dns_refresh_ms: positive("upstream.dns_refresh_ms", f.dns_refresh_ms)?,
+        stats_interval_ms: positive("upstream.stats_interval_ms", f.stats_interval_ms)?,
+    })
+}
+
+fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, ConfigError> {
+    let path = format!("providers.{name}");
+    let kind_name = p.kind.clone().unwrap_or_else(|| name.clone());
+    if p.models.is_empty() {
+        return Err(invalid(format!("{path}.models"), "must list at least one model"));
+    }
+    if p.models.iter().any(|m| m.is_empty()) {
+        return Err(invalid(format!("{path}.models"), "model names must not be empty"));
+    }
+    let endpoint = |default: Option<&str>| -> Result<Endpoint, ConfigError> {
+        let url = p
+            .base_url
+            .as_deref()
+            .or(default)
+            .ok_or_else(|| invalid(format!("{path}.base_url"), "is required for this kind"))?;
+        parse_endpoint(url, p.tls_ca_file.clone()).map_err(|m| invalid(format!("{path}.base_url"), m))
+    };
+    let kind = match kind_name.as_str() {
+        "openai" => {
+            ProviderKind::OpenAi { endpoint: endpoint(Some("https://api.openai.com/v1"))?, api_key: p.api_key.clone() }
+        }
+        "azure" => {
+            let endpoint = endpoint(None)?;
+            let api_key = p
+                .api_key
+                .clone()
+                .ok_or_else(|| invalid(format!("{path}.api_key"), "is required for kind \"azure\""))?;
+            let style = if endpoint.base_path.ends_with("/openai/v1") {
+                AzureStyle::V1 { api_version: p.api_version.clone() }
+            } else {
+                AzureStyle::Deployments {
+                    api_version: p.api_version.clone().unwrap_or_else(|| defaults::AZURE_API_VERSION.to_owned()),
+                }
+            };
+            ProviderKind::Azure { endpoint, api_key, style }
+        }
+        "ollama" => ProviderKind::Ollama { endpoint: endpoint(Some("http://127.0.0.1:11434/v1"))? },
+        "mock" => ProviderKind::Mock,
+        // crabllm treats any other kind as a bare OpenAI-compatible server.
+        _ if p.base_url.is_some() => ProviderKind::OpenAi { endpoint: endpoint(None)?, api_key: p.api_key.clone() },
+        other => {
+            return Err(invalid(
+                format!("{path}.kind"),
+                format!(
+                    "`{other}` is not a known kind (openai, azure, ollama, mock); an OpenAI-compatible server needs base_url"
+                ),
+            ));
+        }
+    };
+    if p.api_version.is_some() && !matches!(kind, ProviderKind::Azure { .. }) {
+        return Err(invalid(format!("{path}.api_version"), "only applies to kind \"azure\""));
+    }
+    Ok(Deployment {
+        name,
+        kind,
+        models: p.models,
+        weight: positive(&format!("{path}.weight"), p.weight.unwrap_or(defaults::PROVIDER_WEIGHT))?,
+        max_retries: p.max_retries.unwrap_or(defaults::PROVIDER_MAX_RETRIES),
+        timeout_ms: positive(&format!("{path}.timeout"), p.timeout.unwrap_or(defaults::PROVIDER_TIMEOUT_S))? * 1000,
+    })
+}
+
+/// Parses `http(s)://host[:port][/path]`. A trailing endpoint path that users
+/// often paste (`/chat/completions`, `/embeddings`) and trailing slashes are
+/// removed.
+pub fn parse_endpoint(url: &str, tls_ca_file: Option<PathBuf>) -> Result<Endpoint, String> {
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else {
+        return Err(format!("`{url}` must start with http:// or https://"));
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
+        return Err(format!("`{url}` is not a plain http(s)://host[:port]/path URL"));
+    }
+    let (host, port) = split_host_port(authority, scheme).ok_or_else(|| format!("`{url}` has a bad port"))?;
+    let mut base_path = path.trim_end_matches('/');
+    for suffix in ["/chat/completions", "/embeddings", "/models"] {
+        base_path = base_path.strip_suffix(suffix).unwrap_or(base_path);
+    }
+    if tls_ca_file.is_some() && scheme == Scheme::Http {
+        return Err("tls_ca_file needs an https:// base_url".to_owned());
+    }
+    Ok(Endpoint { scheme, host, port, base_path: base_path.to_owned(), tls_ca_file })
+}
+
+fn split_host_port(authority: &str, scheme: Scheme) -> Option<(String, u16)> {
+    let default = if scheme == Scheme::Https { 443 } else { 80 };
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']')?;
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if rest.is_empty() => default,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((authority.to_owned(), default)),
+    }
+}
+
+fn route_table(deployments: &[Deployment]) -> HashMap<String, Vec<usize>> {
+    let mut routes: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, d) in deployments.iter().enumerate() {
+        for m in &d.models {
+            let list = routes.entry(m.clone()).or_default();
+            if !list.contains(&i) {
+                list.push(i);
+            }
+        }
+    }
+    routes
+}
+
+/// Follows alias chains to a served model; rejects cycles and dangling ends.
+fn resolve_aliases(
+    aliases: &BTreeMap<String, String>,
+    routes: &HashMap<String, Vec<usize>>,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let mut resolved = HashMap::new();
+    for (alias, first) in aliases {
+        if routes.contains_key(alias) {
+            return Err(invalid(format!("aliases.{alias}"), "is also a model served by a provider"));
+        }
+        let mut seen = vec![alias.as_str()];
+        let mut target = first.as_str();
+        while let Some(next) = aliases.get(target) {
+            if seen.contains(&target) {
+                return Err(invalid(format!("aliases.{alias}"), format!("cycle: {} -> {target}", seen.join(" -> "))));
+            }
+            seen.push(target);
+            target = next;
+        }
+        if !routes.contains_key(target) {
+            return Err(invalid(format!("aliases.{alias}"), format!("`{target}` is not served by any provider")));
+        }
+        resolved.insert(alias.clone(), target.to_owned());
+    }
+    Ok(resolved)
+}
+
+fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
+    let mut out: Vec<Key> = Vec::with_capacity(keys.len());
+    for (i, k) in keys.into_iter().enumerate() {
+        if k.key.len() < 8 {
+            return Err(invalid(format!("keys[{i}].key"), "must be at least 8 characters"));
+        }
+        let secret_sha256 = key_digest(k.key.as_bytes());
+        if out.iter().any(|o| o.name == k.name) {
+            return Err(invalid(format!("keys[{i}].name"), format!("`{}` is used twice", k.name)));
+        }
+        if out.iter().any(|o| o.secret_sha256 == secret_sha256) {
+            return Err(invalid(format!("keys[{i}].key"), "the same secret is used by two keys"));
+        }
+        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models) });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, no_env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_uses_the_mock() {
+        let c = parse(EMBEDDED_DEFAULT, no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(matches!(c.deployments[0].kind, ProviderKind::Mock));
+        assert!(c.keys.is_empty());
+    }
+
+    #[test]
+    fn env_expansion_names_the_missing_variable() {
+        let env = |n: &str| (n == "KEY").then(|| "sk-123".to_owned());
+        assert_eq!(expand_env("a=${KEY} $$x $y", env).unwrap(), "a=sk-123 $x $y");
+        let e = expand_env("\n\nk = \"${NOPE}\"", env).unwrap_err().to_string();
+        assert!(e.contains("`NOPE`") && e.contains("line 3"), "{e}");
+        assert!(expand_env("${OPEN", env).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_path() {
+        assert!(err("listen_typo = 1").contains("listen_typo"));
+        let e = err("[providers.a]\nkind=\"mock\"\nmodels=[\"m\"]\nmax_retriez=1");
+        assert!(e.contains("max_retriez"), "{e}");
+        assert!(err("[http]\nrequest_body_bytes=1").contains("request_body_bytes"));
+    }
+
+    #[test]
+    fn crabllm_config_is_accepted() {
+        let text = r#"
+            listen = "127.0.0.1:5632"
+            [providers.openai]
+            kind = "openai"
+            api_key = "${OPENAI_API_KEY}"
+            models = ["gpt-4o", "gpt-4o-mini"]
+            weight = 2
+            max_retries = 3
+            timeout = 30
+            [providers.local]
+            kind = "vllm"
+            base_url = "http://127.0.0.1:8000/v1/chat/completions"
+            models = ["llama"]
+            [providers.az]
+            kind = "azure"
+            api_key = "k"
+            base_url = "https://r.openai.azure.com"
+            api_version = "2024-02-15-preview"
+            models = ["gpt-4o"]
+            [aliases]
+            fast = "smart"
+            smart = "gpt-4o"
+            [[keys]]
+            name = "team"
+            key = "sk-team-secret"
+            models = ["gpt-*"]
+        "#;
+        let env = |n: &str| (n == "OPENAI_API_KEY").then(|| "sk-x".to_owned());
+        let c = parse(text, env).unwrap();
+        assert_eq!(c.aliases["fast"], "gpt-4o");
+        assert_eq!(c.routes["gpt-4o"].len(), 2);
+        let local = c.deployments.iter().find(|d| d.name == "local").unwrap();
+        match &local.kind {
+            ProviderKind::OpenAi { endpoint, .. } => {
+                assert_eq!(
+                    (endpoint.host.as_str(), endpoint.port, endpoint.base_path.as_str()),
+                    ("127.0.0.1", 8000, "/v1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let az = c.deployments.iter().find(|d| d.name == "az").unwrap();
+        assert!(
+            matches!(&az.kind, ProviderKind::Azure { style: AzureStyle::Deployments { api_version }, .. } if api_version == "2024-02-15-preview")
+        );
+        assert_eq!(az.timeout_ms, defaults::PROVIDER_TIMEOUT_S * 1000);
+        assert!(c.keys[0].models.allows("gpt-4o") && !c.keys[0].models.allows("claude"));
+        assert_eq!(c.keys[0].secret_sha256, key_digest(b"sk-team-secret"));
+    }
+
+    #[test]
+    fn aliases_reject_cycles_and_dangling_targets() {
+        let base = "[providers.m]\nkind=\"mock\"\nmodels=[\"m\"]\n[aliases]\n";
+        assert!(err(&format!("{base}a=\"b\"\nb=\"a\"")).contains("cycle"));
+        assert!(err(&format!("{base}a=\"nowhere\"")).contains("not served"));
+        assert!(err(&format!("{base}m=\"m\"")).contains("also a model"));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(err("listen = \"nope\"").contains("listen"));
+        assert!(err("shards = 0").contains("shards"));
+        assert!(err("driver = \"kqueue\"").contains("driver"));
+        assert!(err("[providers.x]\nkind=\"azure\"\nbase_url=\"https://a\"\nmodels=[\"m\"]").contains("api_key"));
+        assert!(err("[providers.x]\nkind=\"weird\"\nmodels=[\"m\"]").contains("not a known kind"));
+        assert!(err("[providers.x]\nkind=\"openai\"\nbase_url=\"ftp://a\"\nmodels=[\"m\"]").contains("http"));
+        assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[]").contains("at least one model"));
+        assert!(err("[[keys]]\nname=\"a\"\nkey=\"short\"").contains("8 characters"));
+    }
+
+    #[test]
+    fn azure_v1_style_is_detected() {
+        let c = parse(
+            "[providers.x]\nkind=\"azure\"\napi_key=\"k\"\nbase_url=\"https://r.openai.azure.com/openai/v1/\"\nmodels=[\"d\"]",
+            no_env,
+        )
+        .unwrap();
+        assert!(matches!(&c.deployments[0].kind, ProviderKind::Azure { style: AzureStyle::V1 { .. }, .. }));
+    }
+
+    #[test]
+    fn endpoints_parse_hosts_ports_and_paths() {
+        let e = parse_endpoint("https://[::1]:8443/v1/", None).unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.base_path.as_str()), ("::1", 8443, "/v1"));
+        assert_eq!(e.authority(), "[::1]:8443");
+        let e = parse_endpoint("http://localhost", None).unwrap();
+        assert_eq!((e.port, e.base_path.as_str(), e.authority()), (80, "", "localhost".to_owned()));
+        assert!(parse_endpoint("http://a:b", None).is_err());
+        assert!(parse_endpoint("http://u@a", None).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! The gateway's error type and the one place that turns an error into an
+//! HTTP response.
+//!
+//! Every failure a request can meet is a [`GatewayError`]. It knows where it
+//! came from (the client, a provider, or corelay itself) and whether trying
+//! again could help. [`rescue`] is the only function that maps an error to a
+//! status and a body; the body is in the client's dialect, so an OpenAI SDK
+//! raises the exception it documents for that status.
+
+use crate::upstream::UpstreamError;
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    Provider,
+    Internal,
+}
+
+/// The wire dialect an error is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    OpenAi,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("Unknown request URL: {0}")]
+    RouteNotFound(String),
+    #[error("Method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: &'static str, path: String },
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    HeadTooLarge(String),
+    #[error("Provider `{provider}` is unreachable: {source}")]
+    UpstreamUnreachable { provider: String, source: UpstreamError },
+    #[error("Provider `{provider}` sent an invalid response: {source}")]
+    UpstreamBadResponse { provider: String, source: UpstreamError },
+    #[error("Provider `{provider}` did not answer in time")]
+    UpstreamTimeout { provider: String },
+    /// The provider answered with an error status; its body is passed on.
+    #[error("Provider `{provider}` answered {status}")]
+    Upstream { provider: String, status: u16, body: Vec<u8>, forward: Vec<(String, String)> },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn source_kind(&self) -> Source {
+        match self {
+            GatewayError::BadRequest(_)
+            | GatewayError::Unauthorized(_)
+            | GatewayError::Forbidden(_)
+            | GatewayError::ModelNotFound(_)
+            | GatewayError::RouteNotFound(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::PayloadTooLarge { .. }
+            | GatewayError::HeadTooLarge(_) => Source::Client,
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::UpstreamBadResponse { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::Upstream { .. } => Source::Provider,
+            GatewayError::Internal(_) => Source::Internal,
+        }
+    }
+
+    /// Whether another attempt (on this or another deployment) could succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => true,
+            GatewayError::Upstream { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529),
+            _ => false,
+        }
+    }
+
+    /// Classifies a client-side transport failure of one provider.
+    pub fn from_upstream(provider: &str, e: UpstreamError) -> GatewayError {
+        let provider = provider.to_owned();
+        match e {
+            UpstreamError::Timeout | UpstreamError::ConnectTimeout => GatewayError::UpstreamTimeout { provider },
+            UpstreamError::NoAddress
+            | UpstreamError::Connect(_)
+            | UpstreamError::Tls(_)
+            | UpstreamError::Io(_)
+            | UpstreamError::ClosedEarly => GatewayError::UpstreamUnreachable { provider, source: e },
+            UpstreamError::ClosedMidBody | UpstreamError::Protocol(_) | UpstreamError::TooLarge => {
+                GatewayError::UpstreamBadResponse { provider, source: e }
+            }
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::Unauthorized(_) => 401,
+            GatewayError::Forbidden(_) => 403,
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound(_) => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::PayloadTooLarge { .. } => 413,
+            GatewayError::HeadTooLarge(_) => 431,
+            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamBadResponse { .. } => 502,
+            GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::Upstream { status, .. } => *status,
+            GatewayError::Internal(_) => 500,
+        }
+    }
+
+    /// OpenAI's `type` and `code` for this error.
+    fn openai_type_code(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            GatewayError::BadRequest(_) => ("invalid_request_error", None),
+            GatewayError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            GatewayError::Forbidden(_) => ("permission_error", Some("model_not_allowed")),
+            GatewayError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            GatewayError::RouteNotFound(_) => ("invalid_request_error", Some("unknown_url")),
+            GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
+            GatewayError::PayloadTooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
+            GatewayError::HeadTooLarge(_) => ("invalid_request_error", Some("request_header_too_large")),
+            GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),
+            GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
+            GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),
+            GatewayError::Upstream { .. } => ("upstream_error", None),
+            GatewayError::Internal(_) => ("server_error", None),
+        }
+    }
+}
+
+/// The status, extra headers and body that answer `error` in `dialect`.
+pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let Dialect::OpenAi = dialect;
+    if let GatewayError::Upstream { body, forward, status, .. } = error {
+        // An OpenAI-dialect provider's error body is already in shape.
+        if is_openai_error(body) {
+            return (*status, forward.clone(), body.clone());
+        }
+        let text = String::from_utf8_lossy(body);
+        let message = format!("{error}: {}", text.trim());
+        return (*status, forward.clone(), openai_error_body(&message, "upstream_error", None));
+    }
+    let (kind, code) = error.openai_type_code();
+    (error.status(), Vec::new(), openai_error_body(&error.to_string(), kind, code))
+}
+
+fn is_openai_error(body: &[u8]) -> bool {
+    sonic_rs::get(body, ["error", "message"]).is_ok()
+}
+
+/// `{"error":{"message","type","param","code"}}`, OpenAI's error shape.
+pub fn openai_error_body(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 96);
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    translate::openai::write_json_string(&mut out, message);
+    out.extend_from_slice(b",\"type\":");
+    translate::openai::write_json_string(&mut out, kind);
+    out.extend_from_slice(b",\"param\":null,\"code\":");
+    match code {
+        Some(c) => translate::openai::write_json_string(&mut out, c),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_openai_shape() {
+        let errors = [
+            GatewayError::BadRequest("bad \"json\"".into()),
+            GatewayError::Unauthorized("no key".into()),
+            GatewayError::ModelNotFound("m".into()),
+            GatewayError::PayloadTooLarge { limit: 10 },
+            GatewayError::UpstreamTimeout { provider: "p".into() },
+            GatewayError::Upstream {
+                provider: "p".into(),
+                status: 503,
+                body: b"<html>down</html>".to_vec(),
+                forward: vec![],
+            },
+        ];
+        for e in &errors {
+            let (status, _, body) = rescue(e, Dialect::OpenAi);
+            assert_eq!(status, e.status());
+            let v: sonic_rs::Value = sonic_rs::from_slice(&body).unwrap();
+            use sonic_rs::JsonValueTrait;
+            for key in ["message", "type", "param", "code"] {
+                assert!(v["error"].get(key).is_some(), "{key} missing in {}", String::from_utf8_lossy(&body));
+            }
+        }
+    }
+
+    #[test]
+    fn openai_shaped_upstream_errors_pass_through_byte_for_byte() {
+        let body = br#"{"error":{"message":"Rate limit","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let e = GatewayError::Upstream { provider: "p".into(), status: 429, body: body.to_vec(), forward: vec![] };
+        assert_eq!(rescue(&e, Dialect::OpenAi), (429, vec![], body.to_vec()));
+        assert!(e.retryable());
+    }
+}

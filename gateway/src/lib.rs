@@ -1,0 +1,19 @@
+//! corelay's gateway: the only crate that touches sockets.
+//!
+//! - [`config`]: the TOML file and the validated configuration.
+//! - [`runtime`]: listeners, shard threads, the control plane, shutdown.
+//! - [`shard`]: one core's state and the commands it takes.
+//! - [`http`]: our HTTP/1.1 layer (codec and client connections).
+//! - [`pipeline`]: the request phases, top to bottom.
+//! - [`upstream`]: provider connections and the per-shard pool.
+//! - [`error`]: the error type and the one place errors become responses.
+//! - [`mock`]: the in-process `mock` provider kind.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod mock;
+pub mod pipeline;
+pub mod runtime;
+pub mod shard;
+pub mod upstream;

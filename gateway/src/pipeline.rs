@@ -1,0 +1,645 @@
+//! The request pipeline: one function per phase, called in order from
+//! [`handle`], so a request can be read top to bottom.
+//!
+//! 1. The head and body were read by [`crate::http::server`] (bounded).
+//! 2. Route the path to an endpoint.
+//! 3. Authenticate: hash the presented key, look it up in the shard's table.
+//! 4. Peek `model` and `stream` without building the body.
+//! 5. Resolve the alias, check the key's allowlist, find the deployments.
+//! 6. Pick one deployment by weighted random.
+//! 7. Build the upstream request: the client's bytes, with only the model
+//!    name of an alias and `stream_options.include_usage` spliced in.
+//! 8. Send it over a pooled keep-alive connection.
+//! 9. Respond: forward the body, or forward each SSE event as it arrives.
+//! 10. Account: usage read from the final usage chunk goes to the counters.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use translate::openai::{self, ChatPeek, ChunkKind};
+use translate::sse::{Piece, Splitter};
+
+use crate::config::{AzureStyle, Deployment, Endpoint, ProviderKind};
+use crate::error::GatewayError;
+use crate::http::codec::{Method, RequestHead, ResponseHead};
+use crate::http::server::{Header, Responder, Scratch};
+use crate::mock;
+use crate::shard::{Counter, Shard, Snapshot};
+use crate::upstream::{self, Body, Conn, ExchangeStats, Target};
+
+/// A request as the pipeline sees it.
+pub struct Request<'a> {
+    pub head: &'a RequestHead,
+    /// The buffer the head's ranges point into.
+    pub buf: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    fn path(&self) -> &[u8] {
+        let target = &self.buf[self.head.target.clone()];
+        target.split(|&b| b == b'?').next().unwrap_or(target)
+    }
+
+    fn header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
+        range.as_ref().map(|r| &self.buf[r.clone()])
+    }
+}
+
+/// The endpoints corelay serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint_ {
+    Chat,
+    Embeddings,
+    Models,
+    Health,
+    Metrics,
+}
+
+/// What a provider request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl Operation {
+    fn path(self) -> &'static str {
+        match self {
+            Operation::Chat => "/chat/completions",
+            Operation::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// Handles one request, answering through `responder`. An `Err` that comes
+/// back is answered by the connection loop, through [`crate::error::rescue`].
+pub async fn handle(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    #[cfg(feature = "fault-injection")]
+    if request.header(&request.head.fault) == Some(b"panic") {
+        panic!("fault injection: panic requested by the test");
+    }
+    let endpoint = route(request)?;
+    if endpoint == Endpoint_::Health {
+        return ignore_io(responder.json(200, b"{\"status\":\"ok\"}").await);
+    }
+    let key = authenticate(snapshot, request)?;
+    match endpoint {
+        Endpoint_::Chat => chat(shard, snapshot, request, key, responder, scratch).await,
+        Endpoint_::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
+        Endpoint_::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
+        Endpoint_::Metrics => {
+            let body = metrics_body(shard);
+            ignore_io(responder.send(200, b"text/plain; version=0.0.4", &[], body.as_bytes()).await)
+        }
+        Endpoint_::Health => unreachable!("answered above"),
+    }
+}
+
+/// A write error means the client went away: nothing left to answer.
+fn ignore_io(_: std::io::Result<()>) -> Result<(), GatewayError> {
+    Ok(())
+}
+
+// Phase 2 ----------------------------------------------------------------
+
+fn route(request: &Request<'_>) -> Result<Endpoint_, GatewayError> {
+    let path = request.path();
+    let (endpoint, method) = match path {
+        b"/v1/chat/completions" | b"/chat/completions" => (Endpoint_::Chat, Method::Post),
+        b"/v1/embeddings" | b"/embeddings" => (Endpoint_::Embeddings, Method::Post),
+        b"/v1/models" | b"/models" => (Endpoint_::Models, Method::Get),
+        b"/health" => (Endpoint_::Health, Method::Get),
+        b"/metrics" => (Endpoint_::Metrics, Method::Get),
+        _ => return Err(GatewayError::RouteNotFound(String::from_utf8_lossy(path).into_owned())),
+    };
+    if request.head.method != method {
+        let name = match request.head.method {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Other => "this method",
+        };
+        return Err(GatewayError::MethodNotAllowed { method: name, path: String::from_utf8_lossy(path).into_owned() });
+    }
+    Ok(endpoint)
+}
+
+// Phase 3 ----------------------------------------------------------------
+
+/// The index of the caller's key, or `None` when auth is off.
+fn authenticate(snapshot: &Snapshot, request: &Request<'_>) -> Result<Option<usize>, GatewayError> {
+    if !snapshot.auth_required() {
+        return Ok(None);
+    }
+    let bearer = request
+        .header(&request.head.authorization)
+        .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
+    let presented = bearer.or_else(|| request.header(&request.head.x_api_key)).map(<[u8]>::trim_ascii);
+    let Some(secret) = presented.filter(|s| !s.is_empty()) else {
+        return Err(GatewayError::Unauthorized(
+            "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key`.".into(),
+        ));
+    };
+    let digest = crate::config::key_digest(secret);
+    match snapshot.keys.get(&digest) {
+        Some(&index) => Ok(Some(index)),
+        None => Err(GatewayError::Unauthorized("Incorrect API key provided.".into())),
+    }
+}
+
+// Phases 4-6 --------------------------------------------------------------
+
+/// A request resolved to the deployment that will serve it.
+struct Resolved<'s> {
+    deployment_index: usize,
+    deployment: &'s Deployment,
+    /// The model name the provider must see, when it differs from the one
+    /// the client sent.
+    rename: Option<&'s str>,
+    /// The model name the provider sees.
+    upstream_model: &'s str,
+}
+
+fn resolve<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Result<Resolved<'s>, GatewayError> {
+    let config = &snapshot.config;
+    let (target, rename) = match config.aliases.get_key_value(model) {
+        Some((_, target)) => (target.as_str(), Some(target.as_str())),
+        None => match config.routes.get_key_value(model) {
+            Some((name, _)) => (name.as_str(), None),
+            None => return Err(GatewayError::ModelNotFound(model.to_owned())),
+        },
+    };
+    if let Some(k) = key {
+        let allow = &config.keys[k].models;
+        if !allow.allows(model) && !allow.allows(target) {
+            return Err(GatewayError::Forbidden(format!("This key is not allowed to use the model `{model}`.")));
+        }
+    }
+    let candidates = config.routes.get(target).ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
+    let deployment_index = pick_weighted(candidates, &config.deployments);
+    Ok(Resolved { deployment_index, deployment: &config.deployments[deployment_index], rename, upstream_model: target })
+}
+
+/// Weighted random choice among the deployments serving a model.
+fn pick_weighted(candidates: &[usize], deployments: &[Deployment]) -> usize {
+    if let [only] = candidates {
+        return *only;
+    }
+    let total: u64 = candidates.iter().map(|&i| u64::from(deployments[i].weight)).sum();
+    let mut ticket = fastrand::u64(0..total);
+    for &i in candidates {
+        let w = u64::from(deployments[i].weight);
+        if ticket < w {
+            return i;
+        }
+        ticket -= w;
+    }
+    candidates[candidates.len() - 1]
+}
+
+// Chat ---------------------------------------------------------------------
+
+async fn chat(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    key: Option<usize>,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let resolved = resolve(snapshot, key, &peek.model)?;
+    if peek.stream {
+        shard.count(Counter::Streams, 1);
+    }
+    let endpoint = match &resolved.deployment.kind {
+        ProviderKind::Mock => {
+            let usage = mock::chat(responder, &peek, resolved.upstream_model).await;
+            account(shard, usage);
+            return Ok(());
+        }
+        kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
+    };
+    // Usage must be counted, so a stream asks for it; the usage chunk is
+    // then hidden from a client that did not ask for it itself.
+    let want_usage = peek.stream && !peek.include_usage && injects_usage(&resolved.deployment.kind);
+    let body = splice_body(request.body, &peek, resolved.rename, want_usage, &mut scratch.body);
+    build_request(
+        &mut scratch.request,
+        resolved.deployment,
+        endpoint,
+        Operation::Chat,
+        resolved.upstream_model,
+        peek.stream,
+        body,
+    );
+    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
+    let provider = resolved.deployment.name.as_str();
+    if head.status >= 300 {
+        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+    }
+    if peek.stream && is_event_stream(&conn, &head) {
+        forward_stream(
+            shard,
+            snapshot,
+            resolved.deployment_index,
+            provider,
+            conn,
+            head,
+            want_usage,
+            responder,
+            scratch,
+        )
+        .await;
+        return Ok(());
+    }
+    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, responder, scratch).await
+}
+
+/// Whether corelay asks this kind of provider for streamed usage. Azure's
+/// dated API versions predate `stream_options`, so they are left alone.
+fn injects_usage(kind: &ProviderKind) -> bool {
+    !matches!(kind, ProviderKind::Azure { style: AzureStyle::Deployments { .. }, .. })
+}
+
+/// The body to send: the client's own bytes when nothing must change.
+fn splice_body<'b>(
+    body: &'b [u8],
+    peek: &ChatPeek<'_>,
+    rename: Option<&str>,
+    usage: bool,
+    out: &'b mut Vec<u8>,
+) -> &'b [u8] {
+    if rename.is_none() && !usage {
+        return body;
+    }
+    out.clear();
+    openai::splice_chat(body, peek, rename, usage, out);
+    out
+}
+
+// Embeddings -----------------------------------------------------------------
+
+async fn embeddings(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    key: Option<usize>,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    if peek.stream {
+        return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
+    }
+    let resolved = resolve(snapshot, key, &peek.model)?;
+    let endpoint = match &resolved.deployment.kind {
+        ProviderKind::Mock => {
+            let usage = mock::embeddings(responder, request.body, resolved.upstream_model).await?;
+            account(shard, usage);
+            return Ok(());
+        }
+        kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
+    };
+    let body = splice_body(request.body, &peek, resolved.rename, false, &mut scratch.body);
+    build_request(
+        &mut scratch.request,
+        resolved.deployment,
+        endpoint,
+        Operation::Embeddings,
+        resolved.upstream_model,
+        false,
+        body,
+    );
+    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
+    let provider = resolved.deployment.name.as_str();
+    if head.status >= 300 {
+        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+    }
+    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, responder, scratch).await
+}
+
+// Phase 7 ----------------------------------------------------------------
+
+/// Writes the whole upstream request (head and body) into `out`.
+fn build_request(
+    out: &mut Vec<u8>,
+    deployment: &Deployment,
+    endpoint: &Endpoint,
+    operation: Operation,
+    model: &str,
+    stream: bool,
+    body: &[u8],
+) {
+    out.clear();
+    out.reserve(body.len() + 512);
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(endpoint.base_path.as_bytes());
+    match &deployment.kind {
+        ProviderKind::Azure { style: AzureStyle::Deployments { api_version }, .. } => {
+            if !endpoint.base_path.contains("/deployments/") {
+                out.extend_from_slice(b"/openai/deployments/");
+                percent_encode_segment(out, model);
+            }
+            out.extend_from_slice(operation.path().as_bytes());
+            out.extend_from_slice(b"?api-version=");
+            out.extend_from_slice(api_version.as_bytes());
+        }
+        ProviderKind::Azure { style: AzureStyle::V1 { api_version }, .. } => {
+            out.extend_from_slice(operation.path().as_bytes());
+            if let Some(v) = api_version {
+                out.extend_from_slice(b"?api-version=");
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        _ => out.extend_from_slice(operation.path().as_bytes()),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(endpoint.authority().as_bytes());
+    match &deployment.kind {
+        ProviderKind::OpenAi { api_key: Some(key), .. } => {
+            out.extend_from_slice(b"\r\nauthorization: Bearer ");
+            out.extend_from_slice(key.as_bytes());
+        }
+        ProviderKind::Azure { api_key, .. } => {
+            out.extend_from_slice(b"\r\napi-key: ");
+            out.extend_from_slice(api_key.as_bytes());
+        }
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\naccept: ");
+    out.extend_from_slice(if stream { b"text/event-stream" } else { b"application/json" });
+    out.extend_from_slice(b"\r\nuser-agent: corelay/");
+    out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+/// Percent-encodes one path segment (an Azure deployment name).
+fn percent_encode_segment(out: &mut Vec<u8>, segment: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in segment.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+    }
+}
+
+// Phase 8 ----------------------------------------------------------------
+
+async fn send(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    resolved: &Resolved<'_>,
+    endpoint: &Endpoint,
+    scratch: &mut Scratch,
+) -> Result<(Conn, ResponseHead), GatewayError> {
+    let dns = shard.dns();
+    let pool = shard.pool();
+    let index = resolved.deployment_index;
+    let target = Target {
+        deployment: index,
+        scheme: endpoint.scheme,
+        host: &endpoint.host,
+        addrs: dns.get(index).map_or(&[][..], Vec::as_slice),
+        tls: snapshot.tls.get(index).and_then(Option::as_ref),
+    };
+    let mut stats = ExchangeStats::default();
+    let request = std::mem::take(&mut scratch.request);
+    let timeout = Duration::from_millis(resolved.deployment.timeout_ms);
+    let (result, request) =
+        upstream::exchange(&pool, &target, &snapshot.config.upstream, request, timeout, &mut stats).await;
+    scratch.request = request;
+    shard.count(Counter::UpstreamConnects, stats.connects);
+    shard.count(Counter::UpstreamReuses, stats.reuses);
+    result.map_err(|e| GatewayError::from_upstream(&resolved.deployment.name, e))
+}
+
+// Phase 9 ----------------------------------------------------------------
+
+fn is_event_stream(conn: &Conn, head: &ResponseHead) -> bool {
+    head.content_type
+        .as_ref()
+        .is_some_and(|r| conn.head_bytes(r.clone()).windows(17).any(|w| w.eq_ignore_ascii_case(b"text/event-stream")))
+}
+
+/// Reads an error answer and turns it into the error the client gets.
+async fn upstream_error(
+    snapshot: &Snapshot,
+    provider: &str,
+    mut conn: Conn,
+    head: &ResponseHead,
+    scratch: &mut Scratch,
+) -> GatewayError {
+    let limits = &snapshot.config.upstream;
+    let mut body_reader = Body::new(head);
+    scratch.body.clear();
+    // Error bodies are small; a provider that sends a huge one gets cut.
+    let limit = limits.response_body_bytes_max.min(1 << 20);
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    if let Err(e) = body_reader.read_all(&mut conn, &mut scratch.body, limit, idle).await {
+        return GatewayError::from_upstream(provider, e);
+    }
+    let forward = head
+        .forward
+        .iter()
+        .map(|(n, v)| (lossy(conn.head_bytes(n.clone())), lossy(conn.head_bytes(v.clone()))))
+        .collect();
+    GatewayError::Upstream { provider: provider.to_owned(), status: head.status, body: scratch.body.clone(), forward }
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Forwards a whole (non-streamed) response body.
+#[allow(clippy::too_many_arguments)]
+async fn forward_whole(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    deployment_index: usize,
+    provider: &str,
+    mut conn: Conn,
+    head: ResponseHead,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let limits = &snapshot.config.upstream;
+    let mut body = Body::new(&head);
+    scratch.body.clear();
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
+        .await
+        .map_err(|e| GatewayError::from_upstream(provider, e))?;
+    if let Some(usage) = openai::response_usage(&scratch.body) {
+        account(shard, Some(usage));
+    }
+    let content_type = head.content_type.clone().map_or(&b"application/json"[..], |r| conn.head_bytes(r));
+    let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 1);
+    headers.push((b"x-corelay-provider", provider.as_bytes()));
+    headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
+    let sent = responder.send(head.status, content_type, &headers, &scratch.body).await;
+    drop(headers);
+    if head.keep_alive {
+        shard.pool().put(deployment_index, conn);
+    }
+    ignore_io(sent)
+}
+
+/// Forwards an SSE stream event by event, as each arrives. Errors after the
+/// head went out are told to the client inside the stream.
+#[allow(clippy::too_many_arguments)]
+async fn forward_stream(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    deployment_index: usize,
+    provider: &str,
+    mut conn: Conn,
+    head: ResponseHead,
+    hide_usage: bool,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) {
+    let limits = &snapshot.config.upstream;
+    {
+        let content_type = head.content_type.clone().map_or(&b"text/event-stream"[..], |r| conn.head_bytes(r));
+        let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 1);
+        headers.push((b"x-corelay-provider", provider.as_bytes()));
+        headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
+        if responder.start_stream(head.status, content_type, &headers).await.is_err() {
+            return;
+        }
+    }
+    let mut body = Body::new(&head);
+    let mut splitter = Splitter::new(limits.stream_event_bytes_max);
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    let mut usage = None;
+    let mut failure = None;
+    loop {
+        scratch.body.clear();
+        match body.next(&mut conn, &mut scratch.body, idle).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                failure = Some(GatewayError::from_upstream(provider, e));
+                break;
+            }
+        }
+        scratch.events.clear();
+        let mut overflow = false;
+        splitter.feed(&scratch.body, |piece| match piece {
+            Piece::Event(event) => match openai::classify_chunk(event) {
+                ChunkKind::UsageOnly(u) => {
+                    usage = Some(u);
+                    if !hide_usage {
+                        scratch.events.extend_from_slice(event);
+                    }
+                }
+                ChunkKind::WithUsage(u) => {
+                    usage = Some(u);
+                    scratch.events.extend_from_slice(event);
+                }
+                ChunkKind::Done | ChunkKind::Other => scratch.events.extend_from_slice(event),
+            },
+            Piece::Overflow => overflow = true,
+        });
+        if responder.stream(&scratch.events).await.is_err() {
+            // The client left: drop the upstream connection with it.
+            account(shard, usage);
+            return;
+        }
+        if overflow {
+            failure = Some(GatewayError::UpstreamBadResponse {
+                provider: provider.to_owned(),
+                source: upstream::UpstreamError::TooLarge,
+            });
+            break;
+        }
+    }
+    account(shard, usage);
+    if let Some(e) = failure {
+        // The status went out long ago: say it the way OpenAI does
+        // mid-stream, as an `error` event, then end the stream.
+        let (_, _, error_body) = crate::error::rescue(&e, crate::error::Dialect::OpenAi);
+        scratch.events.clear();
+        scratch.events.extend_from_slice(b"data: ");
+        scratch.events.extend_from_slice(&error_body);
+        scratch.events.extend_from_slice(b"\n\n");
+        let _ = responder.stream(&scratch.events).await;
+        let _ = responder.end_stream().await;
+        responder.abort_stream();
+        return;
+    }
+    let ended = responder.end_stream().await;
+    if ended.is_ok() && head.keep_alive && body.is_done() {
+        shard.pool().put(deployment_index, conn);
+    }
+}
+
+// Phase 10 ---------------------------------------------------------------
+
+fn account(shard: &Shard, usage: Option<translate::Usage>) {
+    if let Some(u) = usage {
+        shard.count(Counter::PromptTokens, u.prompt_tokens);
+        shard.count(Counter::CompletionTokens, u.completion_tokens);
+    }
+}
+
+// Models and metrics -----------------------------------------------------------
+
+/// `GET /v1/models`: every served model and alias the caller may use, in
+/// OpenAI's list shape, sorted by id.
+fn models_body(snapshot: &Snapshot, key: Option<usize>) -> Vec<u8> {
+    let config = &snapshot.config;
+    let allowed = |name: &str| key.is_none_or(|k| config.keys[k].models.allows(name));
+    let mut entries: Vec<(&str, &str)> = Vec::new();
+    for (model, deployments) in &config.routes {
+        if allowed(model) {
+            entries.push((model, config.deployments[deployments[0]].name.as_str()));
+        }
+    }
+    for (alias, target) in &config.aliases {
+        if allowed(alias) || allowed(target) {
+            entries.push((alias, "corelay"));
+        }
+    }
+    entries.sort_unstable();
+    let mut out = Vec::with_capacity(64 + entries.len() * 80);
+    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+    for (i, (id, owner)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        openai::write_json_string(&mut out, id);
+        out.extend_from_slice(b",\"object\":\"model\",\"created\":0,\"owned_by\":");
+        openai::write_json_string(&mut out, owner);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// `GET /metrics`: counters summed over all shards, in Prometheus' text
+/// format. The sums are as of the control plane's last tick.
+fn metrics_body(shard: &Shard) -> String {
+    use std::fmt::Write;
+    let totals = shard.totals();
+    let mut out = String::with_capacity(1024);
+    let _ = writeln!(out, "# TYPE corelay_shards gauge\ncorelay_shards {}", totals.shards);
+    for (name, value) in crate::shard::COUNTER_NAMES.iter().zip(totals.values.iter()) {
+        let _ = writeln!(out, "# TYPE corelay_{name}_total counter\ncorelay_{name}_total {value}");
+    }
+    out
+}

@@ -1,0 +1,446 @@
+//! Starting and stopping the gateway: listeners, shard threads, the control
+//! plane, and the resolver.
+//!
+//! [`start`] binds every listener before any thread runs, so a taken port
+//! fails the start and nothing half-serves. Each shard gets its own
+//! SO_REUSEPORT socket on the same address; the kernel spreads connections
+//! over them. [`Gateway::shutdown`] drains: shards stop accepting, let
+//! in-flight requests and streams finish up to `shutdown_timeout_ms`, and
+//! report their last counters before the control plane stops.
+
+use std::net::{SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::{Config, Driver, Shards};
+use crate::shard::{COUNTERS, Command, DnsTable, Report, Shard, Snapshot, Totals};
+
+/// Messages to the control plane from outside the shards.
+pub enum Control {
+    /// Drain every shard, then stop.
+    Shutdown,
+    /// Freshly resolved addresses from the resolver thread.
+    Dns(DnsTable),
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub shards: usize,
+    pub driver: &'static str,
+    control: Sender<Control>,
+    shard_threads: Vec<JoinHandle<()>>,
+    control_thread: JoinHandle<Totals>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot start a shard thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The shards `shards = "auto"` means: one per CPU this process may run on,
+/// which honours `taskset` and cgroup CPU limits.
+pub fn shard_count(shards: Shards) -> usize {
+    match shards {
+        Shards::Count(n) => n,
+        Shards::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Which I/O driver the shards will run on.
+pub fn driver_name(driver: Driver) -> &'static str {
+    match driver {
+        Driver::IoUring => "io_uring",
+        Driver::Epoll => "epoll",
+        // detect_uring honours MONOIO_FORCE_LEGACY_DRIVER=1.
+        Driver::Auto if monoio::utils::detect_uring() => "io_uring",
+        Driver::Auto => "epoll (io_uring unavailable)",
+    }
+}
+
+/// Builds the per-deployment TLS client configs. Startup only: reads files.
+pub fn tls_configs(config: &Config) -> Result<Vec<Option<Arc<rustls::ClientConfig>>>, StartError> {
+    let mut out = Vec::with_capacity(config.deployments.len());
+    for d in &config.deployments {
+        let tls = match d.kind.endpoint() {
+            Some(e) if e.scheme == crate::config::Scheme::Https => Some(
+                crate::upstream::tls_config(e.tls_ca_file.as_deref())
+                    .map_err(|m| StartError::Tls(format!("providers.{}: {m}", d.name)))?,
+            ),
+            _ => None,
+        };
+        out.push(tls);
+    }
+    Ok(out)
+}
+
+/// Resolves every deployment's host. Blocking: called at startup and from
+/// the resolver thread, never on a shard.
+pub fn resolve_all(config: &Config) -> DnsTable {
+    config
+        .deployments
+        .iter()
+        .map(|d| match d.kind.endpoint() {
+            None => Vec::new(),
+            Some(e) => {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "runs on the resolver thread or at startup, never on a shard"
+                )]
+                let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(e.host.as_str(), e.port));
+                resolved.map(Iterator::collect).unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
+/// Binds the listeners and starts the shards, the control plane and the
+/// resolver.
+pub fn start(config: Config) -> Result<Gateway, StartError> {
+    let shards = shard_count(config.shards);
+    let tls = tls_configs(&config)?;
+    let dns = resolve_all(&config);
+    let listeners = bind_listeners(config.listen, shards)?;
+    let addr = listeners[0].local_addr().map_err(|e| StartError::Bind { addr: config.listen, source: e })?;
+    let snapshot = Snapshot::new(config, tls);
+    let driver = driver_name(snapshot.config.driver);
+    let cpus = if snapshot.config.pin_shards { allowed_cpus() } else { Vec::new() };
+    let capacity = crate::config::defaults::CONTROL_CHANNEL_CAPACITY;
+    let (report_tx, report_rx) = crossbeam_channel::bounded(capacity);
+    let mut links = Vec::with_capacity(shards);
+    let mut shard_threads = Vec::with_capacity(shards);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(capacity);
+        let (bell_tx, bell_rx) = flume::bounded(1);
+        links.push(ShardLink { commands: cmd_tx, bell: bell_tx });
+        let inbox = Inbox { commands: cmd_rx, bell: bell_rx };
+        let shard_snapshot = snapshot.clone();
+        let shard_dns = dns.clone();
+        let reports = report_tx.clone();
+        let cpu = cpus.get(id % cpus.len().max(1)).copied();
+        let thread = std::thread::Builder::new()
+            .name(format!("corelay-shard-{id}"))
+            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, &shard_dns, inbox, reports))
+            .map_err(StartError::Thread)?;
+        shard_threads.push(thread);
+    }
+    drop(report_tx);
+    let (control_tx, control_rx) = crossbeam_channel::bounded(capacity);
+    let stats_interval = Duration::from_millis(snapshot.config.upstream.stats_interval_ms);
+    let control_thread = std::thread::Builder::new()
+        .name("corelay-control".into())
+        .spawn(move || control_plane(links, report_rx, control_rx, stats_interval))
+        .map_err(StartError::Thread)?;
+    spawn_resolver(&snapshot.config, control_tx.clone()).map_err(StartError::Thread)?;
+    Ok(Gateway { addr, shards, driver, control: control_tx, shard_threads, control_thread })
+}
+
+impl Gateway {
+    /// Drains and stops every shard, then the control plane. Returns the
+    /// final counters summed over all shards.
+    pub fn shutdown(self) -> Totals {
+        let _ = self.control.send(Control::Shutdown);
+        self.wait()
+    }
+
+    /// A handle that can ask for shutdown from another thread (a signal
+    /// handler) while this one waits.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.control.clone())
+    }
+
+    /// Waits until the gateway stopped (after a shutdown request).
+    pub fn wait(self) -> Totals {
+        for t in self.shard_threads {
+            if t.join().is_err() {
+                eprintln!("corelay: a shard thread panicked outside any request");
+            }
+        }
+        drop(self.control);
+        self.control_thread.join().unwrap_or_default()
+    }
+}
+
+/// Asks a running gateway to drain and stop.
+#[derive(Clone)]
+pub struct ShutdownHandle(Sender<Control>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(Control::Shutdown);
+    }
+}
+
+/// One SO_REUSEPORT listener per shard, all on the same address. With port
+/// 0 the first socket picks the port and the others join it.
+fn bind_listeners(addr: SocketAddr, shards: usize) -> Result<Vec<TcpListener>, StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    if addr.port() != 0 {
+        // Without SO_REUSEPORT, so that a port already held by anyone (even
+        // another reuseport group of ours) fails loudly instead of silently
+        // sharing connections with a stale process.
+        drop(TcpListener::bind(addr).map_err(bind_error)?);
+    }
+    let mut listeners = Vec::with_capacity(shards);
+    let mut bound = addr;
+    for _ in 0..shards {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
+            .map_err(bind_error)?;
+        socket.set_reuse_address(true).map_err(bind_error)?;
+        socket.set_reuse_port(true).map_err(bind_error)?;
+        socket.set_nodelay(true).map_err(bind_error)?;
+        socket.set_nonblocking(true).map_err(bind_error)?;
+        socket.bind(&bound.into()).map_err(bind_error)?;
+        socket.listen(4096).map_err(bind_error)?;
+        let listener: TcpListener = socket.into();
+        bound = listener.local_addr().map_err(bind_error)?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// The CPUs this process may run on, from its affinity mask.
+fn allowed_cpus() -> Vec<usize> {
+    #[allow(clippy::disallowed_methods, reason = "startup, before any shard runs")]
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                    cpus.extend(a..=b);
+                }
+            }
+            None => cpus.extend(part.parse::<usize>().ok()),
+        }
+    }
+    cpus
+}
+
+struct ShardLink {
+    commands: Sender<Command>,
+    bell: flume::Sender<()>,
+}
+
+struct Inbox {
+    commands: Receiver<Command>,
+    bell: flume::Receiver<()>,
+}
+
+fn shard_main(
+    id: usize,
+    cpu: Option<usize>,
+    listener: TcpListener,
+    snapshot: &Snapshot,
+    dns: &DnsTable,
+    inbox: Inbox,
+    reports: Sender<Report>,
+) {
+    if let Some(cpu) = cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
+        }
+    }
+    let shard = Rc::new(Shard::new(id, snapshot, dns));
+    let entries = 1024;
+    let body = run_shard(shard, listener, inbox, reports);
+    let built = match snapshot.config.driver {
+        Driver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .with_entries(entries)
+            .build()
+            .map(|mut rt| rt.block_on(body)),
+        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .with_entries(entries)
+            .build()
+            .map(|mut rt| rt.block_on(body)),
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .with_entries(entries)
+            .build()
+            .map(|mut rt| rt.block_on(body)),
+    };
+    if let Err(e) = built {
+        eprintln!("corelay: shard {id}: cannot build its runtime: {e}");
+    }
+}
+
+async fn run_shard(shard: Rc<Shard>, listener: TcpListener, inbox: Inbox, reports: Sender<Report>) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("corelay: shard {}: cannot register its listener: {e}", shard.id);
+            let _ = reports.send(Report::Stopped { shard: shard.id });
+            return;
+        }
+    };
+    let (drain_tx, drain_rx) = local_sync::oneshot::channel::<()>();
+    monoio::spawn(command_loop(shard.clone(), inbox, drain_tx));
+    monoio::spawn(tick_loop(shard.clone(), reports.clone()));
+    accept_loop(&shard, &listener, drain_rx).await;
+    drop(listener);
+    let timeout = Duration::from_millis(shard.snapshot().config.shutdown_timeout_ms);
+    let deadline = Instant::now() + timeout;
+    // Shutdown only: a short poll is simpler than a notifier threaded
+    // through every request, and costs nothing while serving.
+    while shard.in_flight() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = reports.send(Report::Counters { shard: shard.id, values: shard.counter_values() });
+    let _ = reports.send(Report::Stopped { shard: shard.id });
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: &monoio::net::TcpListener, drain: local_sync::oneshot::Receiver<()>) {
+    let mut drain = std::pin::pin!(drain);
+    loop {
+        // Cancelling an in-flight accept can leak one fd in monoio 0.2.4
+        // (unreleased fix, PR #318); it only happens here, once, at drain.
+        monoio::select! {
+            _ = &mut drain => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => admit(shard, stream),
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead
+                    // of spinning on the error.
+                    eprintln!("corelay: shard {}: accept failed: {e}", shard.id);
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+fn admit(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
+    let max = shard.snapshot().config.http.connections_per_shard_max;
+    if shard.connections.get() >= max {
+        shard.count(crate::shard::Counter::ConnectionsRefused, 1);
+        return;
+    }
+    shard.count(crate::shard::Counter::ConnectionsAccepted, 1);
+    shard.connections.set(shard.connections.get() + 1);
+    let shard = shard.clone();
+    monoio::spawn(async move {
+        crate::http::server::serve_connection(shard.clone(), stream).await;
+        shard.connections.set(shard.connections.get() - 1);
+    });
+}
+
+async fn command_loop(shard: Rc<Shard>, inbox: Inbox, drain: local_sync::oneshot::Sender<()>) {
+    let mut drain = Some(drain);
+    while inbox.bell.recv_async().await.is_ok() {
+        while let Ok(command) = inbox.commands.try_recv() {
+            if shard.apply(command) {
+                if let Some(tx) = drain.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+}
+
+async fn tick_loop(shard: Rc<Shard>, reports: Sender<Report>) {
+    loop {
+        monoio::time::sleep(shard.stats_interval()).await;
+        let _ = reports.try_send(Report::Counters { shard: shard.id, values: shard.counter_values() });
+        shard.pool().sweep();
+    }
+}
+
+/// The control plane: owns everything that is not per request.
+fn control_plane(
+    links: Vec<ShardLink>,
+    reports: Receiver<Report>,
+    control: Receiver<Control>,
+    tick: Duration,
+) -> Totals {
+    let mut per_shard = vec![[0u64; COUNTERS]; links.len()];
+    let mut stopped = vec![false; links.len()];
+    let mut last_sent = Totals::default();
+    let mut dropped = 0u64;
+    let ticker = crossbeam_channel::tick(tick);
+    loop {
+        crossbeam_channel::select! {
+            recv(reports) -> report => match report {
+                Ok(Report::Counters { shard, values }) => per_shard[shard] = values,
+                Ok(Report::Stopped { shard }) => {
+                    stopped[shard] = true;
+                    if stopped.iter().all(|s| *s) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            },
+            recv(control) -> message => match message {
+                Ok(Control::Shutdown) => dropped += broadcast(&links, &Command::Drain),
+                Ok(Control::Dns(table)) => dropped += broadcast(&links, &Command::Dns(Arc::new(table))),
+                Err(_) => {}
+            },
+            recv(ticker) -> _ => {
+                let totals = sum(&per_shard);
+                if totals.values != last_sent.values {
+                    dropped += broadcast(&links, &Command::Totals(Arc::new(totals.clone())));
+                    last_sent = totals;
+                }
+            }
+        }
+    }
+    if dropped > 0 {
+        eprintln!("corelay: control plane: {dropped} messages to shards dropped (channel full)");
+    }
+    sum(&per_shard)
+}
+
+fn sum(per_shard: &[[u64; COUNTERS]]) -> Totals {
+    let mut totals = Totals { values: [0; COUNTERS], shards: per_shard.len() };
+    for values in per_shard {
+        for (t, v) in totals.values.iter_mut().zip(values) {
+            *t += v;
+        }
+    }
+    totals
+}
+
+/// Sends a command to every shard and rings its bell. Never blocks: a full
+/// channel drops the command and counts it.
+fn broadcast(links: &[ShardLink], command: &Command) -> u64 {
+    let mut dropped = 0;
+    for link in links {
+        match link.commands.try_send(command.clone()) {
+            Ok(()) => {
+                let _ = link.bell.try_send(());
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => dropped += 1,
+        }
+    }
+    dropped
+}
+
+/// Re-resolves provider hosts every `dns_refresh_ms`, off the shards.
+fn spawn_resolver(config: &Config, control: Sender<Control>) -> std::io::Result<()> {
+    if config.deployments.iter().all(|d| d.kind.endpoint().is_none()) {
+        return Ok(());
+    }
+    let config = config.clone();
+    let every = Duration::from_millis(config.upstream.dns_refresh_ms);
+    std::thread::Builder::new().name("corelay-dns".into()).spawn(move || {
+        loop {
+            #[allow(clippy::disallowed_methods, reason = "the resolver thread is not a shard")]
+            std::thread::sleep(every);
+            if control.send(Control::Dns(resolve_all(&config))).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}

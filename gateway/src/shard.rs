@@ -1,0 +1,215 @@
+//! A shard: one thread, one monoio runtime, one listener, its own state.
+//!
+//! Shards share nothing on the data path. A shard's config snapshot, key
+//! table, DNS table and connection pool are its own (`Rc`, `RefCell`); the
+//! control plane replaces them by sending a [`Command`], and requests already
+//! running finish on the values they started with. Counters are plain
+//! `Cell`s, reported to the control plane on a tick.
+//!
+//! Control input arrives on a bounded crossbeam channel. Crossbeam cannot be
+//! awaited, so each send is followed by a ring on a flume doorbell that the
+//! shard awaits: a command is seen at once, and an idle shard does not wake.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::upstream::Pool;
+
+/// What the control plane tells a shard.
+#[derive(Clone)]
+pub enum Command {
+    /// A new configuration; the shard swaps it in for new requests.
+    Config(Arc<Snapshot>),
+    /// Freshly resolved provider addresses.
+    Dns(Arc<DnsTable>),
+    /// Counters summed over all shards, for `/metrics`.
+    Totals(Arc<Totals>),
+    /// Stop accepting, finish what is in flight, stop.
+    Drain,
+}
+
+/// What a shard tells the control plane.
+#[derive(Debug)]
+pub enum Report {
+    /// The shard's counters since it started.
+    Counters { shard: usize, values: [u64; COUNTERS] },
+    /// The shard finished draining.
+    Stopped { shard: usize },
+}
+
+/// A configuration with everything derived from it that shards need.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub config: Config,
+    /// TLS client config per deployment (https deployments only).
+    pub tls: Vec<Option<Arc<rustls::ClientConfig>>>,
+    /// Key digest to index in `config.keys`.
+    pub keys: HashMap<[u8; 32], usize>,
+}
+
+impl Snapshot {
+    pub fn new(config: Config, tls: Vec<Option<Arc<rustls::ClientConfig>>>) -> Snapshot {
+        let keys = config.keys.iter().enumerate().map(|(i, k)| (k.secret_sha256, i)).collect();
+        Snapshot { config, tls, keys }
+    }
+
+    pub fn auth_required(&self) -> bool {
+        !self.config.keys.is_empty()
+    }
+}
+
+/// Resolved addresses per deployment, by index (empty for the mock kind).
+pub type DnsTable = Vec<Vec<SocketAddr>>;
+
+/// Counters summed over every shard.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub values: [u64; COUNTERS],
+    pub shards: usize,
+}
+
+macro_rules! counters {
+    ($($name:ident => $text:literal,)*) => {
+        /// What a shard counts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter { $($name,)* }
+        pub const COUNTER_NAMES: &[&str] = &[$($text,)*];
+    };
+}
+
+counters! {
+    Requests => "requests",
+    Responses2xx => "responses_2xx",
+    Responses4xx => "responses_4xx",
+    Responses5xx => "responses_5xx",
+    ResponseErrors => "response_errors",
+    Streams => "streams",
+    UpstreamConnects => "upstream_connects",
+    UpstreamReuses => "upstream_reuses",
+    PromptTokens => "prompt_tokens",
+    CompletionTokens => "completion_tokens",
+    Panics => "panics",
+    ConnectionsAccepted => "connections_accepted",
+    ConnectionsRefused => "connections_refused",
+}
+
+pub const COUNTERS: usize = COUNTER_NAMES.len();
+
+/// One shard's state.
+pub struct Shard {
+    pub id: usize,
+    snapshot: RefCell<Rc<Snapshot>>,
+    dns: RefCell<Rc<DnsTable>>,
+    pool: RefCell<Rc<Pool>>,
+    totals: RefCell<Arc<Totals>>,
+    counters: [Cell<u64>; COUNTERS],
+    draining: Cell<bool>,
+    in_flight: Cell<usize>,
+    pub connections: Cell<usize>,
+}
+
+/// Marks a request in flight until dropped.
+pub struct InFlight<'a>(&'a Shard);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get() - 1);
+    }
+}
+
+impl Shard {
+    pub fn new(id: usize, snapshot: &Snapshot, dns: &DnsTable) -> Shard {
+        // A deep copy per shard: reference counts touched on every request
+        // must not be shared with other cores.
+        let snapshot = Rc::new(snapshot.clone());
+        let pool = Rc::new(Pool::new(snapshot.config.deployments.len(), &snapshot.config.upstream));
+        Shard {
+            id,
+            snapshot: RefCell::new(snapshot),
+            dns: RefCell::new(Rc::new(dns.clone())),
+            pool: RefCell::new(pool),
+            totals: RefCell::new(Arc::new(Totals::default())),
+            counters: std::array::from_fn(|_| Cell::new(0)),
+            draining: Cell::new(false),
+            in_flight: Cell::new(0),
+            connections: Cell::new(0),
+        }
+    }
+
+    pub fn snapshot(&self) -> Rc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn dns(&self) -> Rc<DnsTable> {
+        self.dns.borrow().clone()
+    }
+
+    pub fn pool(&self) -> Rc<Pool> {
+        self.pool.borrow().clone()
+    }
+
+    pub fn totals(&self) -> Arc<Totals> {
+        self.totals.borrow().clone()
+    }
+
+    pub fn count(&self, counter: Counter, n: u64) {
+        let c = &self.counters[counter as usize];
+        c.set(c.get() + n);
+    }
+
+    pub fn count_status(&self, status: u16) {
+        match status {
+            200..=299 => self.count(Counter::Responses2xx, 1),
+            400..=499 => self.count(Counter::Responses4xx, 1),
+            500..=599 => self.count(Counter::Responses5xx, 1),
+            _ => {}
+        }
+    }
+
+    pub fn counter_values(&self) -> [u64; COUNTERS] {
+        std::array::from_fn(|i| self.counters[i].get())
+    }
+
+    pub fn begin_request(&self) -> InFlight<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.count(Counter::Requests, 1);
+        InFlight(self)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Applies one command. Returns true for `Drain`.
+    pub fn apply(&self, command: Command) -> bool {
+        match command {
+            Command::Config(snapshot) => {
+                let snapshot = Rc::new((*snapshot).clone());
+                // Deployment indexes may have changed: start a fresh pool.
+                *self.pool.borrow_mut() =
+                    Rc::new(Pool::new(snapshot.config.deployments.len(), &snapshot.config.upstream));
+                *self.snapshot.borrow_mut() = snapshot;
+            }
+            Command::Dns(table) => *self.dns.borrow_mut() = Rc::new((*table).clone()),
+            Command::Totals(totals) => *self.totals.borrow_mut() = totals,
+            Command::Drain => {
+                self.draining.set(true);
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_millis(self.snapshot.borrow().config.upstream.stats_interval_ms)
+    }
+}

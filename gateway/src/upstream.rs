@@ -1,0 +1,483 @@
+//! The client side: connections to providers, kept alive in a per-shard,
+//! per-deployment pool.
+//!
+//! Each shard owns its pool outright (`RefCell`, no locks): a connection is
+//! only ever used by the shard that opened it. Addresses come from the DNS
+//! table the control plane resolves off-shard, so connecting never blocks a
+//! shard on `getaddrinfo`. TLS is rustls through monoio-rustls, with the
+//! webpki roots plus an optional private CA per deployment.
+//!
+//! A request goes out on an idle pooled connection when there is one. A
+//! pooled connection may have been closed by the provider while it sat idle;
+//! if it fails before any response byte arrives, the request is sent once
+//! more on a fresh connection. That retry is safe because the provider never
+//! saw a complete request it could have acted on and answered.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::config::{Scheme, UpstreamLimits};
+use crate::http::codec::{self, ChunkedDecoder, Framing, ResponseHead};
+
+/// A connection to a provider, plain or TLS.
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+impl AsyncReadRent for Io {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Io::Plain(s) => s.read(buf).await,
+            Io::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Io::Plain(s) => s.readv(buf).await,
+            Io::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for Io {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Io::Plain(s) => s.write(buf).await,
+            Io::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            Io::Plain(s) => s.writev(buf).await,
+            Io::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Io::Plain(s) => s.flush().await,
+            Io::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Io::Plain(s) => s.shutdown().await,
+            Io::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// Why talking to a provider failed. The pipeline maps these to 502/504.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no address known for the provider's host")]
+    NoAddress,
+    #[error("connect failed: {0}")]
+    Connect(io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("connection failed: {0}")]
+    Io(io::Error),
+    #[error("provider closed the connection before answering")]
+    ClosedEarly,
+    #[error("provider closed the connection in the middle of the response")]
+    ClosedMidBody,
+    #[error("provider did not answer in time")]
+    Timeout,
+    #[error("provider sent an invalid response: {0}")]
+    Protocol(String),
+    #[error("provider response is larger than the limit")]
+    TooLarge,
+}
+
+/// An open connection with its read buffer. The buffer holds what was read
+/// past the response head: the start of the body.
+pub struct Conn {
+    io: Io,
+    buf: Vec<u8>,
+    /// Start of unread bytes in `buf`.
+    pos: usize,
+    /// Bytes at the start of `buf` that must stay: the response head, whose
+    /// header ranges the pipeline reads until the exchange ends.
+    keep: usize,
+    reused: bool,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One shard's connection pool: idle connections per deployment.
+pub struct Pool {
+    idle: RefCell<Vec<Vec<Idle>>>,
+    idle_max: usize,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(deployments: usize, limits: &UpstreamLimits) -> Pool {
+        Pool {
+            idle: RefCell::new((0..deployments).map(|_| Vec::new()).collect()),
+            idle_max: limits.pool_idle_max,
+            idle_timeout: Duration::from_millis(limits.pool_idle_timeout_ms),
+        }
+    }
+
+    /// The most recently used idle connection that has not expired.
+    fn take(&self, deployment: usize) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(deployment)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read to its end.
+    pub fn put(&self, deployment: usize, mut conn: Conn) {
+        let mut idle = self.idle.borrow_mut();
+        let Some(list) = idle.get_mut(deployment) else { return };
+        if list.len() >= self.idle_max || conn.pos != conn.buf.len() {
+            return;
+        }
+        conn.buf.clear();
+        conn.pos = 0;
+        conn.keep = 0;
+        conn.reused = true;
+        list.push(Idle { conn, since: Instant::now() });
+    }
+
+    /// Closes idle connections past their timeout. Called on a shard tick.
+    pub fn sweep(&self) {
+        let timeout = self.idle_timeout;
+        for list in self.idle.borrow_mut().iter_mut() {
+            list.retain(|e| e.since.elapsed() < timeout);
+        }
+    }
+
+    /// Number of idle connections to a deployment.
+    pub fn idle_count(&self, deployment: usize) -> usize {
+        self.idle.borrow().get(deployment).map_or(0, Vec::len)
+    }
+}
+
+/// Where and how to connect to one deployment.
+pub struct Target<'a> {
+    pub deployment: usize,
+    pub scheme: Scheme,
+    pub host: &'a str,
+    pub addrs: &'a [SocketAddr],
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+}
+
+/// Counters the exchange reports back to the shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExchangeStats {
+    pub connects: u64,
+    pub reuses: u64,
+}
+
+/// Sends `request` (a whole HTTP request, head and body) and reads the
+/// response head. Returns the connection positioned at the body start.
+/// `request` comes back for reuse.
+pub async fn exchange(
+    pool: &Pool,
+    target: &Target<'_>,
+    limits: &UpstreamLimits,
+    request: Vec<u8>,
+    head_timeout: Duration,
+    stats: &mut ExchangeStats,
+) -> (Result<(Conn, ResponseHead), UpstreamError>, Vec<u8>) {
+    let mut request = request;
+    if let Some(conn) = pool.take(target.deployment) {
+        stats.reuses += 1;
+        let (result, back) = send_on(conn, request, limits, head_timeout).await;
+        request = back;
+        match result {
+            Ok(done) => return (Ok(done), request),
+            // The idle connection had gone stale: one more try, fresh.
+            Err(SendError::BeforeResponse(_)) => {}
+            Err(SendError::After(e)) => return (Err(e), request),
+        }
+    }
+    let conn = match connect(target, limits).await {
+        Ok(c) => c,
+        Err(e) => return (Err(e), request),
+    };
+    stats.connects += 1;
+    let (result, back) = send_on(conn, request, limits, head_timeout).await;
+    (result.map_err(SendError::into_inner), back)
+}
+
+enum SendError {
+    /// Nothing came back: on a reused connection this is a stale socket.
+    BeforeResponse(UpstreamError),
+    After(UpstreamError),
+}
+
+impl SendError {
+    fn into_inner(self) -> UpstreamError {
+        match self {
+            SendError::BeforeResponse(e) | SendError::After(e) => e,
+        }
+    }
+}
+
+async fn send_on(
+    mut conn: Conn,
+    request: Vec<u8>,
+    limits: &UpstreamLimits,
+    head_timeout: Duration,
+) -> (Result<(Conn, ResponseHead), SendError>, Vec<u8>) {
+    let (written, request) = conn.io.write_all(request).await;
+    if let Err(e) = written {
+        return (Err(SendError::BeforeResponse(UpstreamError::Io(e))), request);
+    }
+    let result = match monoio::time::timeout(head_timeout, read_head(&mut conn, limits)).await {
+        Ok(Ok(head)) => Ok((conn, head)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(SendError::After(UpstreamError::Timeout)),
+    };
+    (result, request)
+}
+
+async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, SendError> {
+    loop {
+        let got_any = !conn.buf.is_empty();
+        let n = conn.fill(limits.response_head_bytes_max).await.map_err(|e| {
+            let e = UpstreamError::Io(e);
+            if got_any { SendError::After(e) } else { SendError::BeforeResponse(e) }
+        })?;
+        if n == 0 {
+            return Err(if got_any {
+                SendError::After(UpstreamError::ClosedMidBody)
+            } else {
+                SendError::BeforeResponse(UpstreamError::ClosedEarly)
+            });
+        }
+        match codec::parse_response_head(&conn.buf, limits.response_head_bytes_max) {
+            Ok(Some(head)) if (100..200).contains(&head.status) => {
+                // An interim response (100 Continue): skip it.
+                conn.buf.drain(..head.len);
+            }
+            Ok(Some(head)) => {
+                conn.pos = head.len;
+                conn.keep = head.len;
+                return Ok(head);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(SendError::After(UpstreamError::Protocol(e.to_string()))),
+        }
+    }
+}
+
+async fn connect(target: &Target<'_>, limits: &UpstreamLimits) -> Result<Conn, UpstreamError> {
+    let timeout = Duration::from_millis(limits.connect_timeout_ms);
+    let mut last = UpstreamError::NoAddress;
+    for &addr in target.addrs {
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(tcp)) => {
+                // Small writes (one SSE-sized request) must not wait for ACKs.
+                let _ = tcp.set_nodelay(true);
+                let io = match (target.scheme, target.tls) {
+                    (Scheme::Https, Some(tls)) => Io::Tls(Box::new(handshake(tls, target.host, tcp, timeout).await?)),
+                    _ => Io::Plain(tcp),
+                };
+                return Ok(Conn { io, buf: Vec::with_capacity(16 * 1024), pos: 0, keep: 0, reused: false });
+            }
+            Ok(Err(e)) => last = UpstreamError::Connect(e),
+            Err(_) => last = UpstreamError::ConnectTimeout,
+        }
+    }
+    Err(last)
+}
+
+async fn handshake(
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<monoio_rustls::ClientTlsStream<TcpStream>, UpstreamError> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| UpstreamError::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let connector = monoio_rustls::TlsConnector::from(tls.clone());
+    match monoio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(UpstreamError::Tls(e.into())),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+impl Conn {
+    /// Whether this connection came from the pool.
+    pub fn was_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Bytes of the response head, by a range from [`ResponseHead`].
+    pub fn head_bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Reads more bytes onto the end of `buf`; returns how many (0 = EOF).
+    async fn fill(&mut self, buf_max: usize) -> io::Result<usize> {
+        if self.pos > self.keep && self.pos == self.buf.len() {
+            // Everything past the head was consumed: reuse that space.
+            self.buf.truncate(self.keep);
+            self.pos = self.keep;
+        }
+        let len = self.buf.len();
+        if len >= buf_max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "upstream buffer limit"));
+        }
+        self.buf.reserve(8 * 1024);
+        let cap = self.buf.capacity().min(buf_max.max(len + 1));
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice): (_, SliceMut<Vec<u8>>) = self.io.read(buf.slice_mut(len..cap)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+}
+
+/// Reads a response body as its framing says, handing out payload bytes.
+pub struct Body {
+    framing: Framing,
+    chunked: ChunkedDecoder,
+    remaining: u64,
+    done: bool,
+}
+
+impl Body {
+    pub fn new(head: &ResponseHead) -> Body {
+        let remaining = match head.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Body { framing: head.framing, chunked: ChunkedDecoder::new(), remaining, done: head.framing == Framing::Empty }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Appends the next available payload bytes to `out`, reading from the
+    /// network when nothing is buffered. Returns false when the body ended
+    /// before this call (nothing appended).
+    pub async fn next(&mut self, conn: &mut Conn, out: &mut Vec<u8>, idle: Duration) -> Result<bool, UpstreamError> {
+        loop {
+            if self.done {
+                return Ok(false);
+            }
+            if conn.pos < conn.buf.len() {
+                let before = out.len();
+                self.consume(conn, out)?;
+                if out.len() > before || self.done {
+                    return Ok(true);
+                }
+                continue;
+            }
+            let n = match monoio::time::timeout(idle, conn.fill(usize::MAX)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(UpstreamError::Io(e)),
+                Err(_) => return Err(UpstreamError::Timeout),
+            };
+            if n == 0 {
+                if self.framing == Framing::Close {
+                    self.done = true;
+                    return Ok(true);
+                }
+                return Err(UpstreamError::ClosedMidBody);
+            }
+        }
+    }
+
+    /// Decodes buffered bytes of the connection into `out`.
+    fn consume(&mut self, conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), UpstreamError> {
+        let input = &conn.buf[conn.pos..];
+        let used = match self.framing {
+            Framing::Empty => 0,
+            Framing::Close => {
+                out.extend_from_slice(input);
+                input.len()
+            }
+            Framing::Length(_) => {
+                let take = input.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                out.extend_from_slice(&input[..take]);
+                self.remaining -= take as u64;
+                self.done = self.remaining == 0;
+                take
+            }
+            Framing::Chunked => {
+                let used = self
+                    .chunked
+                    .decode(input, |p| out.extend_from_slice(p))
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                self.done = self.chunked.is_done();
+                used
+            }
+        };
+        conn.pos += used;
+        Ok(())
+    }
+
+    /// Reads the rest of the body into `out`, up to `bytes_max`.
+    pub async fn read_all(
+        &mut self,
+        conn: &mut Conn,
+        out: &mut Vec<u8>,
+        bytes_max: usize,
+        idle: Duration,
+    ) -> Result<(), UpstreamError> {
+        while self.next(conn, out, idle).await? {
+            if out.len() > bytes_max {
+                return Err(UpstreamError::TooLarge);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the rustls client config of one deployment: the webpki roots,
+/// plus the PEM certificates of `ca_file` when given. Startup code: it reads
+/// the file, which is why it never runs on a shard.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        #[allow(clippy::disallowed_methods, reason = "startup: reading a CA file before any shard runs")]
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read tls_ca_file {}: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("unusable certificate in {}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("tls_ca_file {} holds no PEM certificate", path.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
