@@ -18,4 +18,4 @@ mod script;
 mod server;
 mod stats;
 
-pub use server::run;
+pub use server::{run, start};

@@ -41,6 +41,9 @@ pub enum GatewayError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     HeadTooLarge(String),
+    /// The client did not send its request in time.
+    #[error("{0}")]
+    ClientTimeout(String),
     #[error("Provider `{provider}` is unreachable: {source}")]
     UpstreamUnreachable { provider: String, source: UpstreamError },
     #[error("Provider `{provider}` sent an invalid response: {source}")]
@@ -64,7 +67,8 @@ impl GatewayError {
             | GatewayError::RouteNotFound(_)
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::PayloadTooLarge { .. }
-            | GatewayError::HeadTooLarge(_) => Source::Client,
+            | GatewayError::HeadTooLarge(_)
+            | GatewayError::ClientTimeout(_) => Source::Client,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::UpstreamTimeout { .. }
@@ -107,6 +111,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::HeadTooLarge(_) => 431,
+            GatewayError::ClientTimeout(_) => 408,
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamBadResponse { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::Upstream { status, .. } => *status,
@@ -125,6 +130,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => ("invalid_request_error", Some("method_not_allowed")),
             GatewayError::PayloadTooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
             GatewayError::HeadTooLarge(_) => ("invalid_request_error", Some("request_header_too_large")),
+            GatewayError::ClientTimeout(_) => ("invalid_request_error", Some("request_timeout")),
             GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),

@@ -550,6 +550,7 @@ async fn forward_stream(
                     usage = Some(u);
                     scratch.events.extend_from_slice(event);
                 }
+                ChunkKind::Done | ChunkKind::Other if hide_usage => strip_null_usage(event, &mut scratch.events),
                 ChunkKind::Done | ChunkKind::Other => scratch.events.extend_from_slice(event),
             },
             Piece::Overflow => overflow = true,
@@ -584,6 +585,20 @@ async fn forward_stream(
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
         shard.pool().put(deployment_index, conn);
+    }
+}
+
+/// Copies an event without the `"usage":null` member that a provider adds
+/// to every chunk once `include_usage` is on: a client that did not ask for
+/// usage gets chunks without it, as OpenAI itself sends them.
+fn strip_null_usage(event: &[u8], out: &mut Vec<u8>) {
+    const MEMBER: &[u8] = b",\"usage\":null";
+    match memchr::memmem::rfind(event, MEMBER) {
+        Some(at) => {
+            out.extend_from_slice(&event[..at]);
+            out.extend_from_slice(&event[at + MEMBER.len()..]);
+        }
+        None => out.extend_from_slice(event),
     }
 }
 

@@ -246,10 +246,10 @@ fn shard_main(
     inbox: Inbox,
     reports: Sender<Report>,
 ) {
-    if let Some(cpu) = cpu {
-        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-            eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
-        }
+    if let Some(cpu) = cpu
+        && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
+    {
+        eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
     }
     let shard = Rc::new(Shard::new(id, snapshot, dns));
     let entries = 1024;
@@ -340,10 +340,10 @@ async fn command_loop(shard: Rc<Shard>, inbox: Inbox, drain: local_sync::oneshot
     let mut drain = Some(drain);
     while inbox.bell.recv_async().await.is_ok() {
         while let Ok(command) = inbox.commands.try_recv() {
-            if shard.apply(command) {
-                if let Some(tx) = drain.take() {
-                    let _ = tx.send(());
-                }
+            if shard.apply(command)
+                && let Some(tx) = drain.take()
+            {
+                let _ = tx.send(());
             }
         }
     }

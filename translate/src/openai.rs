@@ -290,7 +290,10 @@ fn first_non_space(bytes: &[u8]) -> Option<usize> {
 }
 
 fn json_error(e: sonic_rs::Error) -> PeekError {
-    PeekError::Json(e.to_string())
+    // sonic-rs appends a snippet of the input on further lines; the first
+    // line says what and where, which is what a client error message needs.
+    let text = e.to_string();
+    PeekError::Json(text.lines().next().unwrap_or_default().to_owned())
 }
 
 #[cfg(test)]

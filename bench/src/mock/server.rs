@@ -26,6 +26,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// Binds, starts the workers, prints the listening line, and runs until a
 /// worker dies.
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let (addr, workers) = start(args)?;
+    // Tests and scripts wait for exactly this line.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "corelay-mock listening on {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    for worker in workers {
+        worker.join().map_err(|_| anyhow!("a worker thread panicked"))?;
+    }
+    bail!("all workers stopped")
+}
+
+/// Binds and starts the workers; returns once every worker is accepting.
+/// The gateway's tests use this to run the mock inside the test process.
+pub fn start(args: &Args) -> anyhow::Result<(std::net::SocketAddr, Vec<thread::JoinHandle<()>>)> {
     let listener = StdListener::bind((args.host.as_str(), args.port))
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     // Required by monoio's epoll fallback; harmless under io_uring.
@@ -46,17 +62,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for _ in 0..args.threads {
         ready_rx.recv().map_err(|_| anyhow!("a worker exited during startup"))?.map_err(|e| anyhow!(e))?;
     }
-
-    // Tests and scripts wait for exactly this line.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "corelay-mock listening on {addr}")?;
-    stdout.flush()?;
-    drop(stdout);
-
-    for worker in workers {
-        worker.join().map_err(|_| anyhow!("a worker thread panicked"))?;
-    }
-    bail!("all workers stopped")
+    Ok((addr, workers))
 }
 
 /// One worker thread: build its runtime, report readiness, accept forever.

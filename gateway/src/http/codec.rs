@@ -150,7 +150,7 @@ pub fn parse_request_head(
             13 if h.name.eq_ignore_ascii_case("authorization") => head.authorization = Some(range_in(buf, value)),
             9 if h.name.eq_ignore_ascii_case("x-api-key") => head.x_api_key = Some(range_in(buf, value)),
             #[cfg(feature = "fault-injection")]
-            16 if h.name.eq_ignore_ascii_case("x-corelay-fault") => head.fault = Some(range_in(buf, value)),
+            15 if h.name.eq_ignore_ascii_case("x-corelay-fault") => head.fault = Some(range_in(buf, value)),
             _ => {}
         }
     }

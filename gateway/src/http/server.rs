@@ -134,7 +134,9 @@ impl Conn {
             let n = match self.fill(deadline).await {
                 Ok(n) => n,
                 Err(_) if started && had > 0 => {
-                    return Err(ReadError::Reply(GatewayError::BadRequest("request head not received in time".into())));
+                    return Err(ReadError::Reply(GatewayError::ClientTimeout(
+                        "request head not received in time".into(),
+                    )));
                 }
                 Err(e) => return Err(e),
             };
@@ -266,7 +268,7 @@ fn head_error(e: HeadError) -> GatewayError {
 }
 
 fn body_timeout() -> ReadError {
-    ReadError::Reply(GatewayError::BadRequest("request body not received in time".into()))
+    ReadError::Reply(GatewayError::ClientTimeout("request body not received in time".into()))
 }
 
 /// Polls `future`, turning a panic inside it into an `Err` instead of an

@@ -1,0 +1,184 @@
+//! Every error a client can meet, with its status and OpenAI's error shape.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+const KEYS: &str = r#"
+[[keys]]
+name = "all"
+key = "sk-client-all"
+[[keys]]
+name = "embed-only"
+key = "sk-client-embed"
+models = ["bench-embed"]
+"#;
+
+#[test]
+fn client_errors() {
+    let mock = mock(&[]);
+    let gw = Gateway::start(&openai_config(mock, ""));
+    let cases: &[(&str, &str, &str, u16, &str)] = &[
+        ("POST", "/v1/chat/completions", "{bad json", 400, "not valid JSON"),
+        ("POST", "/v1/chat/completions", r#"{"messages":[]}"#, 400, "'model'"),
+        ("POST", "/v1/chat/completions", r#"{"model":"nope","messages":[]}"#, 404, "`nope` does not exist"),
+        ("POST", "/v1/nothing", "{}", 404, "Unknown request URL"),
+        ("GET", "/v1/chat/completions", "", 405, "not allowed"),
+        ("POST", "/v1/models", "", 405, "not allowed"),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let r = gw.client().send(method, path, &[], body.as_bytes());
+        assert_eq!(r.status, *status, "{method} {path} {body}: {}", r.text());
+        let (message, _, _) = r.openai_error();
+        assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+    }
+    let r = gw.post("/v1/chat/completions", r#"{"model":"nope","messages":[]}"#);
+    assert_eq!(r.openai_error().2.as_deref(), Some("model_not_found"));
+}
+
+#[test]
+fn auth_is_on_with_keys_and_checks_the_allowlist() {
+    let mock = mock(&[]);
+    let gw = Gateway::start(&openai_config(mock, KEYS));
+    let body = chat_body("bench-chat", false);
+    let r = gw.post("/v1/chat/completions", &body);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.openai_error().2.as_deref(), Some("invalid_api_key"));
+    let r =
+        gw.client().send("POST", "/v1/chat/completions", &[("authorization", "Bearer sk-wrong-key")], body.as_bytes());
+    assert_eq!(r.status, 401);
+    let r =
+        gw.client().send("POST", "/v1/chat/completions", &[("authorization", "Bearer sk-client-all")], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = gw.client().send("POST", "/v1/chat/completions", &[("x-api-key", "sk-client-all")], body.as_bytes());
+    assert_eq!(r.status, 200, "x-api-key works too");
+    let r = gw.client().send(
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-client-embed")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(r.openai_error().1, "permission_error");
+    let models = gw.client().send("GET", "/v1/models", &[("authorization", "Bearer sk-client-embed")], b"");
+    assert!(models.text().contains("bench-embed") && !models.text().contains("bench-chat"), "{}", models.text());
+    assert_eq!(gw.get("/health").status, 200, "health needs no key");
+}
+
+#[test]
+fn oversized_bodies_get_413_and_oversized_heads_431() {
+    let mock = mock(&[]);
+    let gw =
+        Gateway::start(&openai_config(mock, "[http]\nrequest_body_bytes_max = 1000\nrequest_head_bytes_max = 2048"));
+    let big = format!(r#"{{"model":"bench-chat","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(2000));
+    let r = gw.post("/v1/chat/completions", &big);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.openai_error().2.as_deref(), Some("request_too_large"));
+    // A chunked body is measured as it is decoded.
+    let mut c = gw.client();
+    c.write_raw(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 413);
+    let r = gw.client().send("GET", "/health", &[("x-filler", &"y".repeat(3000))], b"");
+    assert_eq!(r.status, 431);
+}
+
+#[test]
+fn provider_errors_pass_through_with_their_status_and_body() {
+    let body = r#"{"error":{"message":"slow down","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    let up = Scripted::start(move |_| {
+        Action::Reply(json_reply(429, "retry-after: 7\r\nx-ratelimit-remaining-requests: 0\r\n", body))
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.text(), body);
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
+    // Same for streams: the error comes before any event.
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", true));
+    assert_eq!(r.status, 429);
+}
+
+#[test]
+fn a_provider_error_that_is_not_json_is_wrapped_in_the_openai_shape() {
+    let up = Scripted::start(|_| {
+        Action::Reply(
+            b"HTTP/1.1 503 Unavailable\r\ncontent-type: text/html\r\ncontent-length: 13\r\n\r\n<html>x</html"[..]
+                .to_vec(),
+        )
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 503);
+    let (message, kind, _) = r.openai_error();
+    assert!(message.contains("<html>x</html"), "{message}");
+    assert_eq!(kind, "upstream_error");
+}
+
+#[test]
+fn an_unreachable_provider_is_502() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gw = Gateway::start(&openai_config(closed, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 502);
+    assert_eq!(r.openai_error().2.as_deref(), Some("upstream_unreachable"));
+}
+
+#[test]
+fn a_provider_that_answers_garbage_is_502() {
+    let up = Scripted::start(|_| Action::ReplyAndClose(b"this is not http\r\n\r\n".to_vec()));
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("bad_upstream_response"));
+}
+
+#[test]
+fn a_provider_that_does_not_answer_is_504_after_its_timeout() {
+    let up = Scripted::start(|_| Action::Hang);
+    let config = openai_config(up.addr, "").replace("timeout = 5", "timeout = 1");
+    let gw = Gateway::start(&config);
+    let started = std::time::Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 504);
+    assert_eq!(r.openai_error().2.as_deref(), Some("upstream_timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn a_stream_cut_by_the_provider_ends_with_an_error_event() {
+    let up = Scripted::start(|_| Action::Stream { events: vec![chunk_event("a")], gap: Duration::ZERO, finish: false });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", true));
+    assert_eq!(r.status, 200);
+    let data = r.sse_data();
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert!(data[1].starts_with("{\"error\":{"), "{data:?}");
+}
+
+#[test]
+fn a_panic_in_one_request_answers_500_and_the_shard_lives_on() {
+    let config = "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.mock]\nkind = \"mock\"\nmodels = [\"mock-chat\"]";
+    let gw = Gateway::start(config);
+    let mut keep = gw.client();
+    assert_eq!(keep.send("GET", "/health", &[], b"").status, 200);
+    let r = gw.client().send(
+        "POST",
+        "/v1/chat/completions",
+        &[("x-corelay-fault", "panic")],
+        chat_body("mock-chat", false).as_bytes(),
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(r.openai_error().1, "server_error");
+    // The same shard still serves, on old and new connections.
+    assert_eq!(keep.send("GET", "/health", &[], b"").status, 200);
+    assert_eq!(gw.post("/v1/chat/completions", &chat_body("mock-chat", false)).status, 200);
+    assert_eq!(gw.wait_metric("panics", 1), 1);
+}

@@ -1,0 +1,104 @@
+//! HTTP/1.1 details: keep-alive on both sides, HTTP/1.0, pipelining,
+//! chunked request bodies, `Expect: 100-continue`, slow clients.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn keep_alive_is_reused_on_both_sides() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", &completion("bench-chat"))));
+    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let mut c = gw.client();
+    for _ in 0..5 {
+        let r = c.send("POST", "/v1/chat/completions", &[], chat_body("bench-chat", false).as_bytes());
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), None);
+    }
+    assert_eq!(up.requests.lock().unwrap().len(), 5);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1, "one pooled upstream connection");
+    assert_eq!(gw.wait_metric("upstream_reuses", 4), 4);
+}
+
+#[test]
+fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    // The provider closes every connection after answering, without saying
+    // so: the pooled connection is dead when the second request comes.
+    let up = Scripted::start(|_| Action::ReplyAndClose(json_reply(200, "", &completion("bench-chat"))));
+    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let mut c = gw.client();
+    for _ in 0..3 {
+        let r = c.send("POST", "/v1/chat/completions", &[], chat_body("bench-chat", false).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(up.requests.lock().unwrap().len(), 3, "each request reached the provider once");
+}
+
+#[test]
+fn http10_connection_close_and_pipelining() {
+    let gw = Gateway::start("listen = \"127.0.0.1:0\"\n[providers.mock]\nkind = \"mock\"\nmodels = [\"mock-chat\"]");
+    let mut c = gw.client();
+    c.write_raw(b"GET /health HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(c.is_closed());
+
+    let mut c = gw.client();
+    c.write_raw(b"GET /health HTTP/1.1\r\nconnection: close\r\n\r\n");
+    assert_eq!(c.read_response().status, 200);
+    assert!(c.is_closed());
+
+    // Two requests in one write: both answered, in order.
+    let body = chat_body("mock-chat", false);
+    let one = format!("POST /v1/chat/completions HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let mut c = gw.client();
+    c.write_raw(format!("{one}GET /v1/models HTTP/1.1\r\n\r\n").as_bytes());
+    assert!(c.read_response().text().contains("chat.completion"));
+    assert!(c.read_response().text().contains("\"object\":\"list\""));
+}
+
+#[test]
+fn chunked_bodies_and_expect_continue() {
+    let gw = Gateway::start("listen = \"127.0.0.1:0\"\n[providers.mock]\nkind = \"mock\"\nmodels = [\"mock-chat\"]");
+    let body = chat_body("mock-chat", false);
+    let (a, b) = body.split_at(10);
+    let mut c = gw.client();
+    c.write_raw(
+        format!("POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n", a.len())
+            .as_bytes(),
+    );
+    c.write_raw(format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()).as_bytes());
+    assert_eq!(c.read_response().status, 200);
+
+    let mut c = gw.client();
+    c.write_raw(
+        format!("POST /v1/chat/completions HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", body.len())
+            .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 100, "the client is told to send its body");
+    c.write_raw(body.as_bytes());
+    assert_eq!(c.read_response().status, 200);
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off() {
+    let gw = Gateway::start(
+        "listen = \"127.0.0.1:0\"\n[http]\nrequest_head_timeout_ms = 300\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]",
+    );
+    let mut c = gw.client();
+    let started = Instant::now();
+    c.write_raw(b"GET /health HTTP/1.1\r\n");
+    // Trickle header bytes, each well inside any idle timeout, and never
+    // finish the head: only the head deadline can end this.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(50));
+        c.stream().write_all(b"x-slow: 1\r\n").unwrap();
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(c.is_closed());
+}

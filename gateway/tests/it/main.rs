@@ -1,0 +1,11 @@
+//! The gateway's integration tests: one binary, so the suite links once.
+//! Each test starts the real `corelay` binary on loopback in front of
+//! `corelay-mock` or a scripted upstream, and talks HTTP to it.
+
+mod chat;
+mod errors;
+mod http1;
+mod lifecycle;
+mod providers;
+mod repo;
+mod support;
