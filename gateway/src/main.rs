@@ -55,6 +55,7 @@ fn load(path: Option<&std::path::Path>) -> anyhow::Result<config::Config> {
             Ok(config::parse(config::EMBEDDED_DEFAULT, env)?)
         }
         Some(path) => {
+            #[allow(clippy::disallowed_methods, reason = "main reads the config before any shard starts")]
             let text =
                 std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             config::parse(&text, env).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

@@ -42,8 +42,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// Binds and starts the workers; returns once every worker is accepting.
 /// The gateway's tests use this to run the mock inside the test process.
 pub fn start(args: &Args) -> anyhow::Result<(std::net::SocketAddr, Vec<thread::JoinHandle<()>>)> {
-    let listener = StdListener::bind((args.host.as_str(), args.port))
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let listener =
+        bind(&args.host, args.port).with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     // Required by monoio's epoll fallback; harmless under io_uring.
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -63,6 +63,23 @@ pub fn start(args: &Args) -> anyhow::Result<(std::net::SocketAddr, Vec<thread::J
         ready_rx.recv().map_err(|_| anyhow!("a worker exited during startup"))?.map_err(|e| anyhow!(e))?;
     }
     Ok((addr, workers))
+}
+
+/// Binds without SO_REUSEPORT (a taken port fails), with a backlog deep
+/// enough for a thousand clients connecting at once: std's 128 would make
+/// bursts of new connections wait on SYN retries and skew latencies.
+fn bind(host: &str, port: u16) -> std::io::Result<StdListener> {
+    use std::net::ToSocketAddrs;
+    #[allow(clippy::disallowed_methods, reason = "startup, before any worker runs")]
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 /// One worker thread: build its runtime, report readiness, accept forever.
