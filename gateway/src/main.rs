@@ -76,17 +76,35 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGHUP: re-read and validate the config file, then swap it in. A config
+/// that fails validation changes nothing.
+fn reload(handle: &gateway::runtime::Handle, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        eprintln!("corelay: SIGHUP ignored: serving the embedded default, there is no file to reload");
+        return;
+    };
+    match load(Some(path)).map_err(|e| e.to_string()).and_then(|config| handle.reload(config)) {
+        Ok(generation) => eprintln!("corelay: reloaded {} (generation {generation})", path.display()),
+        Err(e) => eprintln!("corelay: reload failed, keeping the running config: {e}"),
+    }
+}
+
 fn serve(path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let config = load(path.as_deref())?;
     // Signals are routed to a thread of their own before any other thread
     // starts, so that every later thread inherits nothing surprising.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let gateway = gateway::runtime::start(config)?;
     println!("corelay listening on {} ({} shards, {} driver)", gateway.addr, gateway.shards, gateway.driver);
-    let handle = gateway.shutdown_handle();
+    let handle = gateway.handle();
     std::thread::Builder::new().name("corelay-signals".into()).spawn(move || {
         let mut seen = 0;
         for signal in signals.forever() {
+            if signal == SIGHUP {
+                reload(&handle, path.as_deref());
+                continue;
+            }
             seen += 1;
             if seen == 1 {
                 eprintln!("corelay: signal {signal}: draining (send again to exit at once)");

@@ -24,7 +24,16 @@ pub enum Control {
     /// Drain every shard, then stop.
     Shutdown,
     /// Freshly resolved addresses from the resolver thread.
-    Dns(DnsTable),
+    Dns(u64, DnsTable),
+    /// A validated new configuration (SIGHUP).
+    Reload(Box<Snapshot>, DnsTable),
+}
+
+/// The configuration the shards run, as far as reloads are concerned.
+#[derive(Clone)]
+struct Live {
+    generation: u64,
+    config: Config,
 }
 
 /// A running gateway.
@@ -33,6 +42,8 @@ pub struct Gateway {
     pub shards: usize,
     pub driver: &'static str,
     control: Sender<Control>,
+    resolver: Sender<(u64, Config)>,
+    live: Live,
     shard_threads: Vec<JoinHandle<()>>,
     control_thread: JoinHandle<Totals>,
 }
@@ -45,6 +56,8 @@ pub enum StartError {
     Tls(String),
     #[error("cannot start a shard thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Shard(String),
 }
 
 /// The shards `shards = "auto"` means: one per CPU this process may run on,
@@ -111,11 +124,12 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
     let dns = resolve_all(&config);
     let listeners = bind_listeners(config.listen, shards)?;
     let addr = listeners[0].local_addr().map_err(|e| StartError::Bind { addr: config.listen, source: e })?;
-    let snapshot = Snapshot::new(config, tls);
+    let snapshot = Snapshot::new(0, config, tls);
     let driver = driver_name(snapshot.config.driver);
     let cpus = if snapshot.config.pin_shards { allowed_cpus() } else { Vec::new() };
     let capacity = crate::config::defaults::CONTROL_CHANNEL_CAPACITY;
     let (report_tx, report_rx) = crossbeam_channel::bounded(capacity);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded(shards);
     let mut links = Vec::with_capacity(shards);
     let mut shard_threads = Vec::with_capacity(shards);
     for (id, listener) in listeners.into_iter().enumerate() {
@@ -126,22 +140,44 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         let shard_snapshot = snapshot.clone();
         let shard_dns = dns.clone();
         let reports = report_tx.clone();
+        let ready = ready_tx.clone();
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("corelay-shard-{id}"))
-            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, &shard_dns, inbox, reports))
+            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, &shard_dns, inbox, reports, ready))
             .map_err(StartError::Thread)?;
         shard_threads.push(thread);
     }
     drop(report_tx);
+    drop(ready_tx);
+    // "Listening" means every shard runs its runtime and accepts.
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(StartError::Shard(message)),
+            Err(_) => return Err(StartError::Shard("a shard thread exited during startup".into())),
+        }
+    }
     let (control_tx, control_rx) = crossbeam_channel::bounded(capacity);
     let stats_interval = Duration::from_millis(snapshot.config.upstream.stats_interval_ms);
     let control_thread = std::thread::Builder::new()
         .name("corelay-control".into())
         .spawn(move || control_plane(links, report_rx, control_rx, stats_interval))
         .map_err(StartError::Thread)?;
-    spawn_resolver(&snapshot.config, control_tx.clone()).map_err(StartError::Thread)?;
-    Ok(Gateway { addr, shards, driver, control: control_tx, shard_threads, control_thread })
+    let (resolver_tx, resolver_rx) = crossbeam_channel::unbounded();
+    let _ = resolver_tx.send((0, snapshot.config.clone()));
+    spawn_resolver(resolver_rx, control_tx.clone()).map_err(StartError::Thread)?;
+    let live = Live { generation: 0, config: snapshot.config.clone() };
+    Ok(Gateway {
+        addr,
+        shards,
+        driver,
+        control: control_tx,
+        resolver: resolver_tx,
+        live,
+        shard_threads,
+        control_thread,
+    })
 }
 
 impl Gateway {
@@ -152,10 +188,14 @@ impl Gateway {
         self.wait()
     }
 
-    /// A handle that can ask for shutdown from another thread (a signal
-    /// handler) while this one waits.
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.control.clone())
+    /// A handle that can ask for shutdown or reload from another thread (a
+    /// signal handler) while this one waits.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            control: self.control.clone(),
+            resolver: self.resolver.clone(),
+            live: Arc::new(std::sync::Mutex::new(self.live.clone())),
+        }
     }
 
     /// Waits until the gateway stopped (after a shutdown request).
@@ -170,13 +210,44 @@ impl Gateway {
     }
 }
 
-/// Asks a running gateway to drain and stop.
+/// Asks a running gateway to drain and stop, or to take a new config.
 #[derive(Clone)]
-pub struct ShutdownHandle(Sender<Control>);
+pub struct Handle {
+    control: Sender<Control>,
+    resolver: Sender<(u64, Config)>,
+    // Used only by the thread that handles signals, never by a shard.
+    #[allow(clippy::disallowed_types, reason = "signal thread only; shards never see it")]
+    live: Arc<std::sync::Mutex<Live>>,
+}
 
-impl ShutdownHandle {
+impl Handle {
     pub fn shutdown(&self) {
-        let _ = self.0.send(Control::Shutdown);
+        let _ = self.control.send(Control::Shutdown);
+    }
+
+    /// Swaps in a new config. What a running process cannot change (the
+    /// listen address, shard count, driver, pinning) is refused; everything
+    /// else (providers, aliases, keys, limits) applies to new requests, while
+    /// requests in flight finish on the config they started with. Blocking:
+    /// builds TLS configs and resolves hosts, so it runs off the shards.
+    pub fn reload(&self, config: Config) -> Result<u64, String> {
+        let mut live = self.live.lock().map_err(|_| "reload state poisoned".to_owned())?;
+        let old = &live.config;
+        if config.listen != old.listen
+            || config.shards != old.shards
+            || config.driver != old.driver
+            || config.pin_shards != old.pin_shards
+        {
+            return Err("listen, shards, driver and pin_shards need a restart; config not reloaded".into());
+        }
+        let tls = tls_configs(&config).map_err(|e| e.to_string())?;
+        let dns = resolve_all(&config);
+        let generation = live.generation + 1;
+        let snapshot = Snapshot::new(generation, config.clone(), tls);
+        self.control.send(Control::Reload(Box::new(snapshot), dns)).map_err(|_| "gateway is stopping".to_owned())?;
+        let _ = self.resolver.send((generation, config.clone()));
+        *live = Live { generation, config };
+        Ok(generation)
     }
 }
 
@@ -237,6 +308,7 @@ struct Inbox {
     bell: flume::Receiver<()>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn shard_main(
     id: usize,
     cpu: Option<usize>,
@@ -245,6 +317,7 @@ fn shard_main(
     dns: &DnsTable,
     inbox: Inbox,
     reports: Sender<Report>,
+    ready: Sender<Result<(), String>>,
 ) {
     if let Some(cpu) = cpu
         && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
@@ -253,7 +326,7 @@ fn shard_main(
     }
     let shard = Rc::new(Shard::new(id, snapshot, dns));
     let entries = 1024;
-    let body = run_shard(shard, listener, inbox, reports);
+    let body = run_shard(shard, listener, inbox, reports, ready.clone());
     let built = match snapshot.config.driver {
         Driver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
@@ -272,19 +345,25 @@ fn shard_main(
             .map(|mut rt| rt.block_on(body)),
     };
     if let Err(e) = built {
-        eprintln!("corelay: shard {id}: cannot build its runtime: {e}");
+        let _ = ready.send(Err(format!("shard {id}: cannot build its runtime: {e}")));
     }
 }
 
-async fn run_shard(shard: Rc<Shard>, listener: TcpListener, inbox: Inbox, reports: Sender<Report>) {
+async fn run_shard(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    inbox: Inbox,
+    reports: Sender<Report>,
+    ready: Sender<Result<(), String>>,
+) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("corelay: shard {}: cannot register its listener: {e}", shard.id);
-            let _ = reports.send(Report::Stopped { shard: shard.id });
+            let _ = ready.send(Err(format!("shard {}: cannot register its listener: {e}", shard.id)));
             return;
         }
     };
+    let _ = ready.send(Ok(()));
     let (drain_tx, drain_rx) = local_sync::oneshot::channel::<()>();
     monoio::spawn(command_loop(shard.clone(), inbox, drain_tx));
     monoio::spawn(tick_loop(shard.clone(), reports.clone()));
@@ -383,7 +462,12 @@ fn control_plane(
             },
             recv(control) -> message => match message {
                 Ok(Control::Shutdown) => dropped += broadcast(&links, &Command::Drain),
-                Ok(Control::Dns(table)) => dropped += broadcast(&links, &Command::Dns(Arc::new(table))),
+                Ok(Control::Dns(generation, table)) => {
+                    dropped += broadcast(&links, &Command::Dns(generation, Arc::new(table)));
+                }
+                Ok(Control::Reload(snapshot, dns)) => {
+                    dropped += broadcast(&links, &Command::Config(Arc::from(snapshot), Arc::new(dns)));
+                }
                 Err(_) => {}
             },
             recv(ticker) -> _ => {
@@ -426,19 +510,22 @@ fn broadcast(links: &[ShardLink], command: &Command) -> u64 {
     dropped
 }
 
-/// Re-resolves provider hosts every `dns_refresh_ms`, off the shards.
-fn spawn_resolver(config: &Config, control: Sender<Control>) -> std::io::Result<()> {
-    if config.deployments.iter().all(|d| d.kind.endpoint().is_none()) {
-        return Ok(());
-    }
-    let config = config.clone();
-    let every = Duration::from_millis(config.upstream.dns_refresh_ms);
+/// Re-resolves provider hosts every `dns_refresh_ms`, off the shards. A
+/// reload sends the resolver the new config with its generation.
+fn spawn_resolver(configs: Receiver<(u64, Config)>, control: Sender<Control>) -> std::io::Result<()> {
     std::thread::Builder::new().name("corelay-dns".into()).spawn(move || {
+        let Ok(mut current) = configs.recv() else { return };
         loop {
-            #[allow(clippy::disallowed_methods, reason = "the resolver thread is not a shard")]
-            std::thread::sleep(every);
-            if control.send(Control::Dns(resolve_all(&config))).is_err() {
-                return;
+            let every = Duration::from_millis(current.1.upstream.dns_refresh_ms);
+            match configs.recv_timeout(every) {
+                Ok(newer) => current = newer,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let table = resolve_all(&current.1);
+                    if control.send(Control::Dns(current.0, table)).is_err() {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
         }
     })?;

@@ -23,10 +23,11 @@ use crate::upstream::Pool;
 /// What the control plane tells a shard.
 #[derive(Clone)]
 pub enum Command {
-    /// A new configuration; the shard swaps it in for new requests.
-    Config(Arc<Snapshot>),
-    /// Freshly resolved provider addresses.
-    Dns(Arc<DnsTable>),
+    /// A new configuration and its resolved addresses; the shard swaps them
+    /// in for new requests.
+    Config(Arc<Snapshot>, Arc<DnsTable>),
+    /// Freshly resolved provider addresses for the config of this generation.
+    Dns(u64, Arc<DnsTable>),
     /// Counters summed over all shards, for `/metrics`.
     Totals(Arc<Totals>),
     /// Stop accepting, finish what is in flight, stop.
@@ -45,6 +46,9 @@ pub enum Report {
 /// A configuration with everything derived from it that shards need.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Counts reloads; DNS tables name the generation they were resolved
+    /// for, so a table is never applied to another config's deployments.
+    pub generation: u64,
     pub config: Config,
     /// TLS client config per deployment (https deployments only).
     pub tls: Vec<Option<Arc<rustls::ClientConfig>>>,
@@ -53,9 +57,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(config: Config, tls: Vec<Option<Arc<rustls::ClientConfig>>>) -> Snapshot {
+    pub fn new(generation: u64, config: Config, tls: Vec<Option<Arc<rustls::ClientConfig>>>) -> Snapshot {
         let keys = config.keys.iter().enumerate().map(|(i, k)| (k.secret_sha256, i)).collect();
-        Snapshot { config, tls, keys }
+        Snapshot { generation, config, tls, keys }
     }
 
     pub fn auth_required(&self) -> bool {
@@ -192,14 +196,19 @@ impl Shard {
     /// Applies one command. Returns true for `Drain`.
     pub fn apply(&self, command: Command) -> bool {
         match command {
-            Command::Config(snapshot) => {
+            Command::Config(snapshot, dns) => {
                 let snapshot = Rc::new((*snapshot).clone());
+                *self.dns.borrow_mut() = Rc::new((*dns).clone());
                 // Deployment indexes may have changed: start a fresh pool.
                 *self.pool.borrow_mut() =
                     Rc::new(Pool::new(snapshot.config.deployments.len(), &snapshot.config.upstream));
                 *self.snapshot.borrow_mut() = snapshot;
             }
-            Command::Dns(table) => *self.dns.borrow_mut() = Rc::new((*table).clone()),
+            Command::Dns(generation, table) => {
+                if generation == self.snapshot.borrow().generation {
+                    *self.dns.borrow_mut() = Rc::new((*table).clone());
+                }
+            }
             Command::Totals(totals) => *self.totals.borrow_mut() = totals,
             Command::Drain => {
                 self.draining.set(true);

@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use sonic_rs::JsonValueTrait;
+
 use crate::support::*;
 
 #[test]
@@ -137,4 +139,35 @@ fn the_drain_gives_up_after_shutdown_timeout_ms() {
     assert!(status.success());
     let took = signalled.elapsed();
     assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "drain took {took:?}");
+}
+
+#[test]
+fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
+    let base = "listen = \"127.0.0.1:0\"\nshards = 2\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]\n";
+    let mut gw = Gateway::start(base);
+    let models = |gw: &Gateway| gw.get("/v1/models").text();
+    assert!(!models(&gw).contains("\"fast\""));
+
+    // A broken file: the running config stays.
+    std::fs::write(&gw.config_path, format!("{base}[aliases]\nfast = \"nowhere\"\n")).unwrap();
+    gw.signal("-HUP");
+    gw.wait_stderr("reload failed, keeping the running config");
+    assert!(!models(&gw).contains("\"fast\""));
+    std::fs::write(&gw.config_path, format!("{base}[aliases]\nfast = \"m\"\n")).unwrap();
+    gw.signal("-HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // Both shards must have it: ask on fresh connections, spread by the kernel.
+    let mut seen = 0;
+    while seen < 20 {
+        assert!(Instant::now() < deadline, "reload never reached every shard");
+        if models(&gw).contains("\"fast\"") { seen += 1 } else { seen = 0 }
+    }
+    let r = gw.post("/v1/chat/completions", &chat_body("fast", false));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["model"].as_str(), Some("m"));
+    gw.signal_term();
+    let (status, stderr) = gw.wait_exit(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(stderr.contains("reload failed, keeping the running config"), "{stderr}");
+    assert!(stderr.contains("(generation 1)"), "{stderr}");
 }

@@ -20,6 +20,10 @@ pub struct Gateway {
     /// The startup line, e.g. `corelay listening on ... (2 shards, io_uring driver)`.
     pub banner: String,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// What the gateway printed on stderr so far.
+    log: Arc<Mutex<String>>,
+    /// The config file the gateway was started with.
+    pub config_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -37,11 +41,17 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start corelay");
-        let stderr = child.stderr.take().unwrap();
+        let pipe = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            s
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+            sink.lock().unwrap().clone()
         });
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -50,7 +60,7 @@ impl Gateway {
             panic!("corelay did not start: {}", stderr.join().unwrap());
         }
         let addr = line.split_whitespace().nth(3).expect("address in banner").parse().expect("address");
-        Gateway { child, addr, banner: line.trim().to_owned(), stderr: Some(stderr), _dir: dir }
+        Gateway { child, addr, banner: line.trim().to_owned(), stderr: Some(stderr), log, config_path: path, _dir: dir }
     }
 
     pub fn pid(&self) -> u32 {
@@ -59,7 +69,20 @@ impl Gateway {
 
     /// Sends SIGTERM.
     pub fn signal_term(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
+        self.signal("-TERM");
+    }
+
+    /// Waits (bounded) until stderr has a line containing `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(Instant::now() < deadline, "stderr never said {needle:?}: {}", self.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, which: &str) {
+        let status = Command::new("kill").args([which, &self.pid().to_string()]).status().unwrap();
         assert!(status.success());
     }
 
