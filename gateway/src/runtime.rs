@@ -190,12 +190,10 @@ impl Gateway {
 
     /// A handle that can ask for shutdown or reload from another thread (a
     /// signal handler) while this one waits.
+    #[allow(clippy::disallowed_types, reason = "the reload lock is taken by the signal thread only")]
     pub fn handle(&self) -> Handle {
-        Handle {
-            control: self.control.clone(),
-            resolver: self.resolver.clone(),
-            live: Arc::new(std::sync::Mutex::new(self.live.clone())),
-        }
+        let live = Arc::new(std::sync::Mutex::new(self.live.clone()));
+        Handle { control: self.control.clone(), resolver: self.resolver.clone(), live }
     }
 
     /// Waits until the gateway stopped (after a shutdown request).
