@@ -529,6 +529,14 @@ fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, Config
         }
         "ollama" => ProviderKind::Ollama { endpoint: endpoint(Some("http://127.0.0.1:11434/v1"))? },
         "mock" => ProviderKind::Mock,
+        // Their own dialects: a silent OpenAI-compatible guess would send
+        // requests to the wrong paths.
+        "anthropic" | "google" | "gemini" | "bedrock" => {
+            return Err(invalid(
+                format!("{path}.kind"),
+                format!("`{kind_name}` needs dialect translation, which this build does not have yet"),
+            ));
+        }
         // crabllm treats any other kind as a bare OpenAI-compatible server.
         _ if p.base_url.is_some() => ProviderKind::OpenAi { endpoint: endpoint(None)?, api_key: p.api_key.clone() },
         other => {
@@ -758,6 +766,8 @@ mod tests {
         assert!(err("driver = \"kqueue\"").contains("driver"));
         assert!(err("[providers.x]\nkind=\"azure\"\nbase_url=\"https://a\"\nmodels=[\"m\"]").contains("api_key"));
         assert!(err("[providers.x]\nkind=\"weird\"\nmodels=[\"m\"]").contains("not a known kind"));
+        let anthropic = "[providers.x]\nkind=\"anthropic\"\nbase_url=\"https://a\"\nmodels=[\"m\"]";
+        assert!(err(anthropic).contains("translation"));
         assert!(err("[providers.x]\nkind=\"openai\"\nbase_url=\"ftp://a\"\nmodels=[\"m\"]").contains("http"));
         assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[]").contains("at least one model"));
         assert!(err("[[keys]]\nname=\"a\"\nkey=\"short\"").contains("8 characters"));

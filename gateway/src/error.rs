@@ -36,7 +36,7 @@ pub enum GatewayError {
     #[error("Unknown request URL: {0}")]
     RouteNotFound(String),
     #[error("Method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: &'static str, path: String },
+    MethodNotAllowed { method: &'static str, path: String, allow: &'static str },
     #[error("Request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -153,7 +153,11 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
         return (*status, forward.clone(), openai_error_body(&message, "upstream_error", None));
     }
     let (kind, code) = error.openai_type_code();
-    (error.status(), Vec::new(), openai_error_body(&error.to_string(), kind, code))
+    let headers = match error {
+        GatewayError::MethodNotAllowed { allow, .. } => vec![("allow".to_owned(), (*allow).to_owned())],
+        _ => Vec::new(),
+    };
+    (error.status(), headers, openai_error_body(&error.to_string(), kind, code))
 }
 
 fn is_openai_error(body: &[u8]) -> bool {

@@ -126,7 +126,9 @@ fn route(request: &Request<'_>) -> Result<Endpoint_, GatewayError> {
             Method::Post => "POST",
             Method::Other => "this method",
         };
-        return Err(GatewayError::MethodNotAllowed { method: name, path: String::from_utf8_lossy(path).into_owned() });
+        let allow = if method == Method::Get { "GET" } else { "POST" };
+        let path = String::from_utf8_lossy(path).into_owned();
+        return Err(GatewayError::MethodNotAllowed { method: name, path, allow });
     }
     Ok(endpoint)
 }

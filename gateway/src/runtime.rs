@@ -513,12 +513,24 @@ fn broadcast(links: &[ShardLink], command: &Command) -> u64 {
 fn spawn_resolver(configs: Receiver<(u64, Config)>, control: Sender<Control>) -> std::io::Result<()> {
     std::thread::Builder::new().name("corelay-dns".into()).spawn(move || {
         let Ok(mut current) = configs.recv() else { return };
+        let mut last = resolve_all(&current.1);
         loop {
             let every = Duration::from_millis(current.1.upstream.dns_refresh_ms);
             match configs.recv_timeout(every) {
-                Ok(newer) => current = newer,
+                Ok(newer) => {
+                    current = newer;
+                    last = resolve_all(&current.1);
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    let table = resolve_all(&current.1);
+                    let mut table = resolve_all(&current.1);
+                    // A failed lookup keeps the last good addresses: one DNS
+                    // hiccup must not take a provider away.
+                    for (fresh, old) in table.iter_mut().zip(&last) {
+                        if fresh.is_empty() {
+                            fresh.clone_from(old);
+                        }
+                    }
+                    last.clone_from(&table);
                     if control.send(Control::Dns(current.0, table)).is_err() {
                         return;
                     }

@@ -34,6 +34,7 @@ fn client_errors() {
     }
     let r = gw.post("/v1/chat/completions", r#"{"model":"nope","messages":[]}"#);
     assert_eq!(r.openai_error().2.as_deref(), Some("model_not_found"));
+    assert_eq!(gw.get("/v1/embeddings").header("allow"), Some("POST"));
 }
 
 #[test]

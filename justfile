@@ -1,0 +1,33 @@
+# The recipes people and CI use. One line each; `just` lists them.
+
+# List the recipes.
+default:
+    @just --list
+
+# Serve the embedded default: one mock provider on 127.0.0.1:8080, no key needed.
+run:
+    cargo run --release -p gateway
+
+# Every test of every crate.
+test:
+    cargo test --workspace
+
+# The gateway's integration tests on the epoll driver instead of io_uring.
+test-epoll:
+    MONOIO_FORCE_LEGACY_DRIVER=1 cargo test -p gateway --test it
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings
+
+# The mock provider on 127.0.0.1:9999 (for config/bench.toml).
+mock:
+    cargo run --release -p bench --bin corelay-mock -- --port 9999
+
+# The official OpenAI Python SDK against corelay in front of corelay-mock.
+sdk-check:
+    bash tests/sdk/run.sh
+
+# Everything CI runs.
+ci:
+    bash .ci/run
