@@ -48,7 +48,7 @@ impl Request<'_> {
 
 /// The endpoints corelay serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint_ {
+pub enum Route {
     Chat,
     Embeddings,
     Models,
@@ -86,19 +86,19 @@ pub async fn handle(
         panic!("fault injection: panic requested by the test");
     }
     let endpoint = route(request)?;
-    if endpoint == Endpoint_::Health {
+    if endpoint == Route::Health {
         return ignore_io(responder.json(200, b"{\"status\":\"ok\"}").await);
     }
     let key = authenticate(snapshot, request)?;
     match endpoint {
-        Endpoint_::Chat => chat(shard, snapshot, request, key, responder, scratch).await,
-        Endpoint_::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
-        Endpoint_::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
-        Endpoint_::Metrics => {
+        Route::Chat => chat(shard, snapshot, request, key, responder, scratch).await,
+        Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
+        Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
+        Route::Metrics => {
             let body = metrics_body(shard);
             ignore_io(responder.send(200, b"text/plain; version=0.0.4", &[], body.as_bytes()).await)
         }
-        Endpoint_::Health => unreachable!("answered above"),
+        Route::Health => unreachable!("answered above"),
     }
 }
 
@@ -109,14 +109,14 @@ fn ignore_io(_: std::io::Result<()>) -> Result<(), GatewayError> {
 
 // Phase 2 ----------------------------------------------------------------
 
-fn route(request: &Request<'_>) -> Result<Endpoint_, GatewayError> {
+fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
     let path = request.path();
     let (endpoint, method) = match path {
-        b"/v1/chat/completions" | b"/chat/completions" => (Endpoint_::Chat, Method::Post),
-        b"/v1/embeddings" | b"/embeddings" => (Endpoint_::Embeddings, Method::Post),
-        b"/v1/models" | b"/models" => (Endpoint_::Models, Method::Get),
-        b"/health" => (Endpoint_::Health, Method::Get),
-        b"/metrics" => (Endpoint_::Metrics, Method::Get),
+        b"/v1/chat/completions" | b"/chat/completions" => (Route::Chat, Method::Post),
+        b"/v1/embeddings" | b"/embeddings" => (Route::Embeddings, Method::Post),
+        b"/v1/models" | b"/models" => (Route::Models, Method::Get),
+        b"/health" => (Route::Health, Method::Get),
+        b"/metrics" => (Route::Metrics, Method::Get),
         _ => return Err(GatewayError::RouteNotFound(String::from_utf8_lossy(path).into_owned())),
     };
     if request.head.method != method {

@@ -196,7 +196,6 @@ pub struct ResponseHead {
 }
 
 /// Parses an upstream response head. `Ok(None)`: need more bytes.
-/// `request_was_head` marks the answer to a HEAD request, which has no body.
 pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<ResponseHead>, HeadError> {
     let mut storage = [httparse::EMPTY_HEADER; RESPONSE_HEADERS_MAX];
     let mut res = httparse::Response::new(&mut storage);
@@ -224,8 +223,9 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
         if h.name.eq_ignore_ascii_case("content-length") {
             length = Some(parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked")
-                || h.value.trim_ascii().to_ascii_lowercase().ends_with(b"chunked");
+            // `chunked` is always the last coding when present (RFC 9112 6.1).
+            let v = h.value.trim_ascii();
+            chunked = v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked");
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
