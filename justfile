@@ -31,3 +31,7 @@ sdk-check:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# One shard on CPU 0, oha and the mock on CPU 1: CPU per request and peak RSS (needs oha).
+quick seconds="10" rps="5000":
+    cargo build --release -p gateway -p bench && bench/scripts/quick.sh {{seconds}} {{rps}}

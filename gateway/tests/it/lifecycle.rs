@@ -47,6 +47,20 @@ fn each_shard_has_its_own_listener_and_ring_on_one_port() {
     assert_eq!(ours_listening.count(), 2);
 }
 
+/// The allocator is built with transparent huge pages off (`.cargo/config.toml`),
+/// which mimalloc applies to the whole process; with them on, idle RSS triples.
+#[test]
+fn the_gateway_runs_without_transparent_huge_pages() {
+    let gw =
+        Gateway::start("listen = \"127.0.0.1:0\"\nshards = 1\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+    // Kernels before 6.0 do not report the flag; there is nothing to check then.
+    if let Some(line) = line {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
 #[test]
 fn a_taken_port_fails_the_start_loudly() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
