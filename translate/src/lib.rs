@@ -15,8 +15,13 @@
 //! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
 //! built on the same two pieces.
 
+pub mod anthropic;
+pub mod canon;
+pub mod error;
 pub mod openai;
+pub mod raw;
 pub mod sse;
+pub mod stream;
 
 /// Token counts of one response, in OpenAI's arithmetic: cached tokens are
 /// part of `prompt_tokens`, reasoning tokens part of `completion_tokens`.
@@ -24,6 +29,97 @@ pub mod sse;
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Part of `prompt_tokens` read from the provider's prompt cache.
     pub cached_tokens: u64,
+    /// Part of `prompt_tokens` written to the provider's prompt cache.
+    pub cache_write_tokens: u64,
+    /// Part of `completion_tokens` spent on reasoning.
     pub reasoning_tokens: u64,
+}
+
+/// Where a translated request goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    OpenAi(openai::request::Flavor),
+    Anthropic(anthropic::request::Options),
+}
+
+/// What the response side needs to know of how a request was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// JSON output was asked for through a forced tool whose arguments are
+    /// the answer.
+    pub json_tool: bool,
+}
+
+/// Parses a client's chat request in its dialect.
+pub fn parse_request(dialect: stream::Dialect, body: &[u8]) -> Result<canon::Request<'_>, error::Error> {
+    match dialect {
+        stream::Dialect::OpenAi => openai::request::parse(body),
+        stream::Dialect::Anthropic => anthropic::request::parse(body),
+    }
+}
+
+/// Writes a canonical request for a provider, naming `model`.
+pub fn write_request(
+    request: &canon::Request<'_>,
+    target: Target,
+    model: &str,
+    out: &mut Vec<u8>,
+) -> Result<Written, error::Error> {
+    match target {
+        Target::OpenAi(flavor) => openai::request::write(request, model, flavor, out).map(|()| Written::default()),
+        Target::Anthropic(options) => {
+            anthropic::request::write(request, model, options, out).map(|w| Written { json_tool: w.json_tool })
+        }
+    }
+}
+
+/// What a translated non-streamed response needs that the provider may not say.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext<'c> {
+    /// An id for the answer when the provider gives none.
+    pub id: &'c str,
+    /// The model name the client sees.
+    pub model: &'c str,
+    /// Unix seconds, from the gateway's clock.
+    pub created: u64,
+    pub written: Written,
+}
+
+/// Translates a provider's non-streamed answer into the client's dialect.
+/// Returns the usage it reported.
+pub fn translate_response(
+    from: stream::Dialect,
+    body: &[u8],
+    to: stream::Dialect,
+    cx: ResponseContext<'_>,
+    out: &mut Vec<u8>,
+) -> Result<Option<Usage>, error::Error> {
+    let response = match from {
+        stream::Dialect::OpenAi => openai::response::parse(body),
+        stream::Dialect::Anthropic => anthropic::response::parse(body, cx.written.json_tool),
+    }
+    .map_err(|e| match e {
+        error::Error::Json(m) => error::Error::Provider(m),
+        other => other,
+    })?;
+    match to {
+        stream::Dialect::OpenAi => {
+            let wcx = openai::response::Context { id: cx.id, created: cx.created, model: cx.model };
+            openai::response::write(&response, wcx, out);
+        }
+        stream::Dialect::Anthropic => {
+            anthropic::response::write(&response, anthropic::response::Context { id: cx.id, model: cx.model }, out)?;
+        }
+    }
+    Ok(response.usage)
+}
+
+/// Reads a provider's error body in its dialect.
+pub fn parse_error(from: stream::Dialect, status: u16, body: &[u8]) -> error::ProviderError {
+    match from {
+        stream::Dialect::OpenAi => error::parse_openai_error(status, body),
+        stream::Dialect::Anthropic => error::parse_anthropic_error(status, body),
+    }
 }

@@ -10,6 +10,10 @@
 //! into values, so they reach the provider exactly as the client wrote them
 //! (numbers keep their text, key order is kept).
 
+pub mod request;
+pub mod response;
+pub mod stream;
+
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -237,7 +241,7 @@ fn has_usage_object(data: &[u8]) -> bool {
     })
 }
 
-fn usage_from_object(usage: &[u8]) -> Option<Usage> {
+pub(crate) fn usage_from_object(usage: &[u8]) -> Option<Usage> {
     if first_non_space(usage).map(|i| usage[i]) != Some(b'{') {
         return None;
     }
@@ -246,6 +250,7 @@ fn usage_from_object(usage: &[u8]) -> Option<Usage> {
         prompt_tokens: number(&["prompt_tokens"]),
         completion_tokens: number(&["completion_tokens"]),
         cached_tokens: number(&["prompt_tokens_details", "cached_tokens"]),
+        cache_write_tokens: number(&["prompt_tokens_details", "cache_write_tokens"]),
         reasoning_tokens: number(&["completion_tokens_details", "reasoning_tokens"]),
     })
 }
@@ -396,7 +401,13 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":7}}}"#;
         assert_eq!(
             response_usage(body),
-            Some(Usage { prompt_tokens: 10, completion_tokens: 20, cached_tokens: 4, reasoning_tokens: 7 })
+            Some(Usage {
+                prompt_tokens: 10,
+                completion_tokens: 20,
+                cached_tokens: 4,
+                cache_write_tokens: 0,
+                reasoning_tokens: 7
+            })
         );
         assert_eq!(response_usage(br#"{"usage":null}"#), None);
         let chunk = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";

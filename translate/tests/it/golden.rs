@@ -1,0 +1,196 @@
+//! Golden-file tests: every file under `translate/test_data/<from>_to_<to>/`
+//! is an input in dialect `<from>`; its translation into `<to>` must equal
+//! the file beside it with the `.expected` extension.
+//!
+//! The kind of input is in its name:
+//! - `<case>.request.json`: a client request, written for the provider;
+//! - `<case>.response.json`: a provider's non-streamed answer, written for
+//!   the client;
+//! - `<case>.stream.sse`: a provider's stream, written for the client. The
+//!   translator is fed the transcript in cuts of 1, 7 and all bytes, and
+//!   every cut must give the same output, so events split across reads are
+//!   covered everywhere;
+//! - `<case>.error.json`: a provider's error body; its first line is the
+//!   HTTP status.
+//!
+//! Leading lines starting with `#` are options: `# json_tool`,
+//! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`.
+//! A translation that fails is written as `ERROR <param>: <message>`.
+//! `UPDATE_EXPECT=1 cargo test -p translate` rewrites the expectations;
+//! review their diff like code.
+
+use std::path::{Path, PathBuf};
+
+use translate::stream::{Context, Dialect, State, Translator};
+use translate::{ResponseContext, Target, Written};
+
+const MODEL: &str = "upstream-model";
+
+#[test]
+fn golden_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for dir in sorted(&root) {
+        let Some((from, to)) = pair(&dir) else { continue };
+        for input in sorted(&dir) {
+            let name = input.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".expected") {
+                continue;
+            }
+            count += 1;
+            let text = std::fs::read_to_string(&input).unwrap();
+            let (options, body) = split_options(&text);
+            let actual = run(&name, from, to, &options, body);
+            let expected_path = expected_path(&input);
+            if std::env::var_os("UPDATE_EXPECT").is_some() {
+                std::fs::write(&expected_path, &actual).unwrap();
+                continue;
+            }
+            let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if expected != actual {
+                failures.push(format!(
+                    "{}\n--- expected\n{expected}\n--- actual\n{actual}",
+                    input.strip_prefix(&root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(count >= 1, "no golden files found under {}", root.display());
+    assert!(
+        failures.is_empty(),
+        "{} of {count} golden files differ (UPDATE_EXPECT=1 rewrites):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+fn sorted(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    entries
+}
+
+fn dialect(name: &str) -> Option<Dialect> {
+    match name {
+        "openai" => Some(Dialect::OpenAi),
+        "anthropic" => Some(Dialect::Anthropic),
+        _ => None,
+    }
+}
+
+fn pair(dir: &Path) -> Option<(Dialect, Dialect)> {
+    let name = dir.file_name()?.to_str()?;
+    let (from, to) = name.split_once("_to_")?;
+    Some((dialect(from)?, dialect(to)?))
+}
+
+fn expected_path(input: &Path) -> PathBuf {
+    let name = input.file_name().unwrap().to_string_lossy();
+    let stem = name.rsplit_once('.').map_or(&*name, |(s, _)| s);
+    input.with_file_name(format!("{stem}.expected"))
+}
+
+fn split_options(text: &str) -> (Vec<String>, &str) {
+    let mut options = Vec::new();
+    let mut rest = text;
+    while let Some(line) = rest.strip_prefix('#') {
+        let (line, tail) = line.split_once('\n').unwrap_or((line, ""));
+        options.push(line.trim().to_owned());
+        rest = tail;
+    }
+    (options, rest)
+}
+
+fn has(options: &[String], name: &str) -> bool {
+    options.iter().any(|o| o == name)
+}
+
+fn option_u64(options: &[String], name: &str) -> Option<u64> {
+    options.iter().find_map(|o| o.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -> String {
+    let written = Written { json_tool: has(options, "json_tool") };
+    if name.ends_with(".request.json") {
+        request(from, to, options, body)
+    } else if name.ends_with(".response.json") {
+        let cx = ResponseContext { id: "gen-1", model: MODEL, created: 1_700_000_000, written };
+        let mut out = Vec::new();
+        match translate::translate_response(from, body.as_bytes(), to, cx, &mut out) {
+            Ok(usage) => format!("{}\nusage: {usage:?}\n", String::from_utf8(out).unwrap()),
+            Err(e) => format!("ERROR {}: {e}\n", e.param().unwrap_or("-")),
+        }
+    } else if name.ends_with(".stream.sse") {
+        stream(from, to, options, written, body.as_bytes())
+    } else if name.ends_with(".error.json") {
+        let (status, body) = body.split_once('\n').unwrap();
+        let error = translate::parse_error(from, status.trim().parse().unwrap(), body.as_bytes());
+        let mut out = Vec::new();
+        let status = match to {
+            Dialect::OpenAi => {
+                error.write_openai(&mut out);
+                error.kind.openai_status()
+            }
+            Dialect::Anthropic => {
+                error.write_anthropic(&mut out);
+                error.kind.anthropic_status()
+            }
+        };
+        format!("{status}\n{}\n", String::from_utf8(out).unwrap())
+    } else {
+        panic!("{name}: unknown kind of golden file");
+    }
+}
+
+fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String {
+    let parsed = match translate::parse_request(from, body.as_bytes()) {
+        Ok(r) => r,
+        Err(e) => return format!("ERROR {}: {e}\n", e.param().unwrap_or("-")),
+    };
+    let target = match to {
+        Dialect::OpenAi => Target::OpenAi(translate::openai::request::Flavor {
+            max_completion_tokens: !has(options, "max_tokens_field"),
+        }),
+        Dialect::Anthropic => Target::Anthropic(translate::anthropic::request::Options {
+            max_tokens_default: option_u64(options, "max_tokens_default").unwrap_or(4096),
+        }),
+    };
+    let mut out = Vec::new();
+    match translate::write_request(&parsed, target, MODEL, &mut out) {
+        Ok(written) => {
+            let text = String::from_utf8(out).unwrap();
+            // The output must be JSON; pretty-printed so diffs are readable.
+            let value: sonic_rs::Value = sonic_rs::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {e}\n{text}"));
+            format!("{}\n{written:?}\n", sonic_rs::to_string_pretty(&value).unwrap())
+        }
+        Err(e) => format!("ERROR {}: {e}\n", e.param().unwrap_or("-")),
+    }
+}
+
+fn stream(from: Dialect, to: Dialect, options: &[String], written: Written, body: &[u8]) -> String {
+    let cx = Context {
+        id: "gen-1".into(),
+        model: MODEL.into(),
+        created: 1_700_000_000,
+        include_usage: has(options, "include_usage"),
+        json_tool: written.json_tool,
+    };
+    let mut outputs = Vec::new();
+    for cut in [1, 7, body.len().max(1)] {
+        let mut translator = Translator::new(from, to, cx.clone());
+        let mut out = Vec::new();
+        for piece in body.chunks(cut) {
+            translator.feed(piece, &mut out);
+        }
+        let state = translator.end(&mut out);
+        outputs.push(format!("{}state: {state:?}\nusage: {:?}\n", String::from_utf8(out).unwrap(), translator.usage()));
+    }
+    assert!(
+        outputs.windows(2).all(|w| w[0] == w[1]),
+        "output depends on how the input is cut:\n{}",
+        outputs.join("\n=====\n")
+    );
+    let _ = State::Open;
+    outputs.pop().unwrap()
+}
