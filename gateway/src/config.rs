@@ -43,6 +43,10 @@ pub mod defaults {
     pub const PROVIDER_TIMEOUT_S: u64 = 600;
     pub const PROVIDER_MAX_RETRIES: u32 = 2;
     pub const PROVIDER_WEIGHT: u32 = 1;
+    /// `anthropic-version`: the only version Anthropic's SDKs send.
+    pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+    /// `max_tokens` for Anthropic requests that name none.
+    pub const ANTHROPIC_MAX_TOKENS: u64 = 4096;
     pub const AZURE_API_VERSION: &str = "2024-10-21";
 }
 
@@ -170,6 +174,9 @@ pub struct ProviderFile {
     pub timeout: Option<u64>,
     pub api_version: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
+    /// Anthropic: `max_tokens` for requests that name none (Anthropic
+    /// requires it; OpenAI clients often leave it out).
+    pub max_tokens_default: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -272,6 +279,9 @@ pub enum ProviderKind {
     Azure { endpoint: Endpoint, api_key: String, style: AzureStyle },
     /// Ollama's OpenAI-compatible `/v1`.
     Ollama { endpoint: Endpoint },
+    /// Anthropic's Messages API (`base_url` is the host, e.g.
+    /// `https://api.anthropic.com`; `/v1/messages` is appended).
+    Anthropic { endpoint: Endpoint, api_key: String, version: String, max_tokens_default: u64 },
     /// Canned answers from inside the gateway: works with no key at all.
     Mock,
 }
@@ -316,7 +326,8 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi { endpoint, .. }
             | ProviderKind::Azure { endpoint, .. }
-            | ProviderKind::Ollama { endpoint } => Some(endpoint),
+            | ProviderKind::Ollama { endpoint }
+            | ProviderKind::Anthropic { endpoint, .. } => Some(endpoint),
             ProviderKind::Mock => None,
         }
     }
@@ -529,9 +540,26 @@ fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, Config
         }
         "ollama" => ProviderKind::Ollama { endpoint: endpoint(Some("http://127.0.0.1:11434/v1"))? },
         "mock" => ProviderKind::Mock,
+        "anthropic" => {
+            let mut endpoint = endpoint(Some("https://api.anthropic.com"))?;
+            // Both `https://api.anthropic.com` and `.../v1` are common.
+            if let Some(base) = endpoint.base_path.strip_suffix("/v1") {
+                endpoint.base_path = base.to_owned();
+            }
+            let api_key = p
+                .api_key
+                .clone()
+                .ok_or_else(|| invalid(format!("{path}.api_key"), "is required for kind \"anthropic\""))?;
+            let max_tokens_default = positive(
+                &format!("{path}.max_tokens_default"),
+                p.max_tokens_default.unwrap_or(defaults::ANTHROPIC_MAX_TOKENS),
+            )?;
+            let version = p.api_version.clone().unwrap_or_else(|| defaults::ANTHROPIC_VERSION.to_owned());
+            ProviderKind::Anthropic { endpoint, api_key, version, max_tokens_default }
+        }
         // Their own dialects: a silent OpenAI-compatible guess would send
         // requests to the wrong paths.
-        "anthropic" | "google" | "gemini" | "bedrock" => {
+        "google" | "gemini" | "bedrock" => {
             return Err(invalid(
                 format!("{path}.kind"),
                 format!("`{kind_name}` needs dialect translation, which this build does not have yet"),
@@ -543,13 +571,16 @@ fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, Config
             return Err(invalid(
                 format!("{path}.kind"),
                 format!(
-                    "`{other}` is not a known kind (openai, azure, ollama, mock); an OpenAI-compatible server needs base_url"
+                    "`{other}` is not a known kind (openai, azure, anthropic, ollama, mock); an OpenAI-compatible server needs base_url"
                 ),
             ));
         }
     };
-    if p.api_version.is_some() && !matches!(kind, ProviderKind::Azure { .. }) {
-        return Err(invalid(format!("{path}.api_version"), "only applies to kind \"azure\""));
+    if p.api_version.is_some() && !matches!(kind, ProviderKind::Azure { .. } | ProviderKind::Anthropic { .. }) {
+        return Err(invalid(format!("{path}.api_version"), "only applies to kinds \"azure\" and \"anthropic\""));
+    }
+    if p.max_tokens_default.is_some() && !matches!(kind, ProviderKind::Anthropic { .. }) {
+        return Err(invalid(format!("{path}.max_tokens_default"), "only applies to kind \"anthropic\""));
     }
     Ok(Deployment {
         name,
@@ -767,7 +798,11 @@ mod tests {
         assert!(err("[providers.x]\nkind=\"azure\"\nbase_url=\"https://a\"\nmodels=[\"m\"]").contains("api_key"));
         assert!(err("[providers.x]\nkind=\"weird\"\nmodels=[\"m\"]").contains("not a known kind"));
         let anthropic = "[providers.x]\nkind=\"anthropic\"\nbase_url=\"https://a\"\nmodels=[\"m\"]";
-        assert!(err(anthropic).contains("translation"));
+        assert!(err(anthropic).contains("api_key"));
+        assert!(err(&format!("{anthropic}\napi_key=\"k\"\nmax_tokens_default=0")).contains("max_tokens_default"));
+        assert!(err("[providers.x]\nkind=\"openai\"\nmodels=[\"m\"]\nmax_tokens_default=5").contains("only applies"));
+        let gemini = "[providers.x]\nkind=\"gemini\"\nbase_url=\"https://a\"\nmodels=[\"m\"]";
+        assert!(err(gemini).contains("translation"));
         assert!(err("[providers.x]\nkind=\"openai\"\nbase_url=\"ftp://a\"\nmodels=[\"m\"]").contains("http"));
         assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[]").contains("at least one model"));
         assert!(err("[[keys]]\nname=\"a\"\nkey=\"short\"").contains("8 characters"));

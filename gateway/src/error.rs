@@ -21,6 +21,7 @@ pub enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
+    Anthropic,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,13 @@ pub enum GatewayError {
     /// The provider answered with an error status; its body is passed on.
     #[error("Provider `{provider}` answered {status}")]
     Upstream { provider: String, status: u16, body: Vec<u8>, forward: Vec<(String, String)> },
+    /// The client's request cannot be translated for the provider.
+    #[error("{0}")]
+    Translate(translate::error::Error),
+    /// A provider of another dialect answered with an error, read into
+    /// its meaning so the client gets it in its own dialect.
+    #[error("Provider `{provider}`: {}", .error.message)]
+    Provider { provider: String, error: translate::error::ProviderError, forward: Vec<(String, String)> },
     #[error("{0}")]
     Internal(String),
 }
@@ -68,11 +76,13 @@ impl GatewayError {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::HeadTooLarge(_)
-            | GatewayError::ClientTimeout(_) => Source::Client,
+            | GatewayError::ClientTimeout(_)
+            | GatewayError::Translate(_) => Source::Client,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::Upstream { .. } => Source::Provider,
+            | GatewayError::Upstream { .. }
+            | GatewayError::Provider { .. } => Source::Provider,
             GatewayError::Internal(_) => Source::Internal,
         }
     }
@@ -82,6 +92,7 @@ impl GatewayError {
         match self {
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => true,
             GatewayError::Upstream { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529),
+            GatewayError::Provider { error, .. } => matches!(error.kind.openai_status(), 429 | 500..),
             _ => false,
         }
     }
@@ -115,6 +126,9 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamBadResponse { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::Upstream { status, .. } => *status,
+            GatewayError::Translate(translate::error::Error::Provider(_)) => 502,
+            GatewayError::Translate(_) => 400,
+            GatewayError::Provider { error, .. } => error.kind.openai_status(),
             GatewayError::Internal(_) => 500,
         }
     }
@@ -135,6 +149,11 @@ impl GatewayError {
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),
             GatewayError::Upstream { .. } => ("upstream_error", None),
+            GatewayError::Translate(translate::error::Error::Provider(_)) => {
+                ("upstream_error", Some("bad_upstream_response"))
+            }
+            GatewayError::Translate(_) => ("invalid_request_error", None),
+            GatewayError::Provider { error, .. } => (error.kind.openai_type(), error.kind.openai_code()),
             GatewayError::Internal(_) => ("server_error", None),
         }
     }
@@ -142,26 +161,72 @@ impl GatewayError {
 
 /// The status, extra headers and body that answer `error` in `dialect`.
 pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let Dialect::OpenAi = dialect;
-    if let GatewayError::Upstream { body, forward, status, .. } = error {
-        // An OpenAI-dialect provider's error body is already in shape.
-        if is_openai_error(body) {
+    match error {
+        // A same-dialect provider's error body is already in shape.
+        GatewayError::Upstream { body, forward, status, .. } if is_dialect_error(body) => {
             return (*status, forward.clone(), body.clone());
         }
-        let text = String::from_utf8_lossy(body);
-        let message = format!("{error}: {}", text.trim());
-        return (*status, forward.clone(), openai_error_body(&message, "upstream_error", None));
+        GatewayError::Upstream { body, forward, status, .. } => {
+            let text = String::from_utf8_lossy(body);
+            let message = format!("{error}: {}", text.trim());
+            let kind = translate::error::ErrorKind::from_status(*status);
+            let body = match dialect {
+                Dialect::OpenAi => openai_error_body(&message, "upstream_error", None),
+                Dialect::Anthropic => anthropic_error_body(&message, kind.anthropic_type()),
+            };
+            return (*status, forward.clone(), body);
+        }
+        GatewayError::Provider { error: e, forward, .. } => {
+            let mut body = Vec::with_capacity(e.message.len() + 96);
+            let status = match dialect {
+                Dialect::OpenAi => {
+                    e.write_openai(&mut body);
+                    e.kind.openai_status()
+                }
+                Dialect::Anthropic => {
+                    e.write_anthropic(&mut body);
+                    e.kind.anthropic_status()
+                }
+            };
+            return (status, forward.clone(), body);
+        }
+        _ => {}
     }
-    let (kind, code) = error.openai_type_code();
     let headers = match error {
         GatewayError::MethodNotAllowed { allow, .. } => vec![("allow".to_owned(), (*allow).to_owned())],
         _ => Vec::new(),
     };
-    (error.status(), headers, openai_error_body(&error.to_string(), kind, code))
+    let status = error.status();
+    let body = match dialect {
+        Dialect::OpenAi => {
+            let (kind, code) = error.openai_type_code();
+            let param = match error {
+                GatewayError::Translate(e) => e.param(),
+                _ => None,
+            };
+            let mut out = Vec::new();
+            translate::error::write_openai_error(&mut out, &error.to_string(), kind, param, code);
+            out
+        }
+        Dialect::Anthropic => {
+            let kind = translate::error::ErrorKind::from_status(status);
+            anthropic_error_body(&error.to_string(), kind.anthropic_type())
+        }
+    };
+    (status, headers, body)
 }
 
-fn is_openai_error(body: &[u8]) -> bool {
+/// Whether an error body is in OpenAI's or Anthropic's shape (both have
+/// `error.message`), so that it can go to a client of the same dialect.
+fn is_dialect_error(body: &[u8]) -> bool {
     sonic_rs::get(body, ["error", "message"]).is_ok()
+}
+
+/// `{"type":"error","error":{"type","message"}}`, Anthropic's error shape.
+pub fn anthropic_error_body(message: &str, kind: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    translate::error::write_anthropic_error(&mut out, message, kind);
+    out
 }
 
 /// `{"error":{"message","type","param","code"}}`, OpenAI's error shape.

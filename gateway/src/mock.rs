@@ -13,51 +13,61 @@ const CREATED: &str = "1700000000";
 
 /// Answers a chat request, streamed or not. Returns the usage it reports.
 pub async fn chat(responder: &mut Responder<'_>, peek: &ChatPeek<'_>, model: &str) -> Option<Usage> {
-    let completion = REPLY_WORDS.len() as u64;
-    let usage = Usage { prompt_tokens: 10, completion_tokens: completion, ..Usage::default() };
     let mut out = Vec::with_capacity(512);
+    let usage = answer(peek.stream, peek.include_usage, model, &mut out);
     if !peek.stream {
-        out.extend_from_slice(b"{\"id\":\"chatcmpl-corelay-mock\",\"object\":\"chat.completion\",\"created\":");
-        out.extend_from_slice(CREATED.as_bytes());
-        out.extend_from_slice(b",\"model\":");
-        write_json_string(&mut out, model);
-        out.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-        out.extend_from_slice(REPLY_WORDS.concat().as_bytes());
-        out.extend_from_slice(b"\"},\"finish_reason\":\"stop\"}],");
-        write_usage(&mut out, &usage);
-        out.push(b'}');
         let _ = responder.json(200, &out).await;
         return Some(usage);
     }
     if responder.start_stream(200, b"text/event-stream", &[]).await.is_err() {
         return None;
     }
-    let usage_field: &[u8] = if peek.include_usage { b",\"usage\":null" } else { b"" };
+    if responder.stream(&out).await.is_ok() {
+        let _ = responder.end_stream().await;
+    }
+    Some(usage)
+}
+
+/// Writes the mock's OpenAI-dialect answer: a `chat.completion` object, or
+/// the whole SSE stream. Returns the usage it reports.
+pub fn answer(stream: bool, include_usage: bool, model: &str, out: &mut Vec<u8>) -> Usage {
+    let completion = REPLY_WORDS.len() as u64;
+    let usage = Usage { prompt_tokens: 10, completion_tokens: completion, ..Usage::default() };
+    if !stream {
+        out.extend_from_slice(b"{\"id\":\"chatcmpl-corelay-mock\",\"object\":\"chat.completion\",\"created\":");
+        out.extend_from_slice(CREATED.as_bytes());
+        out.extend_from_slice(b",\"model\":");
+        write_json_string(out, model);
+        out.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
+        out.extend_from_slice(REPLY_WORDS.concat().as_bytes());
+        out.extend_from_slice(b"\"},\"finish_reason\":\"stop\"}],");
+        write_usage(out, &usage);
+        out.push(b'}');
+        return usage;
+    }
+    let usage_field: &[u8] = if include_usage { b",\"usage\":null" } else { b"" };
     let deltas = std::iter::once("{\"role\":\"assistant\",\"content\":\"\"}".to_owned())
         .chain(REPLY_WORDS.iter().map(|w| format!("{{\"content\":\"{w}\"}}")));
     for delta in deltas {
-        chunk_start(&mut out, model);
+        chunk_start(out, model);
         out.extend_from_slice(b"[{\"index\":0,\"delta\":");
         out.extend_from_slice(delta.as_bytes());
         out.extend_from_slice(b",\"finish_reason\":null}]");
         out.extend_from_slice(usage_field);
         out.extend_from_slice(b"}\n\n");
     }
-    chunk_start(&mut out, model);
+    chunk_start(out, model);
     out.extend_from_slice(b"[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]");
     out.extend_from_slice(usage_field);
     out.extend_from_slice(b"}\n\n");
-    if peek.include_usage {
-        chunk_start(&mut out, model);
+    if include_usage {
+        chunk_start(out, model);
         out.extend_from_slice(b"[],");
-        write_usage(&mut out, &usage);
+        write_usage(out, &usage);
         out.extend_from_slice(b"}\n\n");
     }
     out.extend_from_slice(b"data: [DONE]\n\n");
-    if responder.stream(&out).await.is_ok() {
-        let _ = responder.end_stream().await;
-    }
-    Some(usage)
+    usage
 }
 
 fn chunk_start(out: &mut Vec<u8>, model: &str) {

@@ -20,7 +20,7 @@ use translate::openai::{self, ChatPeek, ChunkKind};
 use translate::sse::{Piece, Splitter};
 
 use crate::config::{AzureStyle, Deployment, Endpoint, ProviderKind};
-use crate::error::GatewayError;
+use crate::error::{Dialect, GatewayError};
 use crate::http::codec::{Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
 use crate::mock;
@@ -50,6 +50,9 @@ impl Request<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Chat,
+    /// Anthropic's front door.
+    Messages,
+    CountTokens,
     Embeddings,
     Models,
     Health,
@@ -61,6 +64,9 @@ pub enum Route {
 enum Operation {
     Chat,
     Embeddings,
+    /// Anthropic's `/v1/messages`.
+    Messages,
+    CountTokens,
 }
 
 impl Operation {
@@ -68,7 +74,32 @@ impl Operation {
         match self {
             Operation::Chat => "/chat/completions",
             Operation::Embeddings => "/embeddings",
+            Operation::Messages => "/v1/messages",
+            Operation::CountTokens => "/v1/messages/count_tokens",
         }
+    }
+}
+
+/// The dialect a request path speaks, which is the dialect its errors are
+/// written in: Anthropic's under `/v1/messages`, OpenAI's everywhere else.
+pub fn front_door(target: &[u8]) -> Dialect {
+    if target.starts_with(b"/v1/messages") { Dialect::Anthropic } else { Dialect::OpenAi }
+}
+
+/// The dialect a provider kind speaks.
+fn provider_dialect(kind: &ProviderKind) -> Dialect {
+    match kind {
+        ProviderKind::Anthropic { .. } => Dialect::Anthropic,
+        ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } | ProviderKind::Ollama { .. } | ProviderKind::Mock => {
+            Dialect::OpenAi
+        }
+    }
+}
+
+fn translate_dialect(d: Dialect) -> translate::stream::Dialect {
+    match d {
+        Dialect::OpenAi => translate::stream::Dialect::OpenAi,
+        Dialect::Anthropic => translate::stream::Dialect::Anthropic,
     }
 }
 
@@ -91,7 +122,9 @@ pub async fn handle(
     }
     let key = authenticate(snapshot, request)?;
     match endpoint {
-        Route::Chat => chat(shard, snapshot, request, key, responder, scratch).await,
+        Route::Chat => chat(shard, snapshot, request, key, Dialect::OpenAi, responder, scratch).await,
+        Route::Messages => chat(shard, snapshot, request, key, Dialect::Anthropic, responder, scratch).await,
+        Route::CountTokens => count_tokens(shard, snapshot, request, key, responder, scratch).await,
         Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
         Route::Metrics => {
@@ -113,6 +146,8 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
     let path = request.path();
     let (endpoint, method) = match path {
         b"/v1/chat/completions" | b"/chat/completions" => (Route::Chat, Method::Post),
+        b"/v1/messages" => (Route::Messages, Method::Post),
+        b"/v1/messages/count_tokens" => (Route::CountTokens, Method::Post),
         b"/v1/embeddings" | b"/embeddings" => (Route::Embeddings, Method::Post),
         b"/v1/models" | b"/models" => (Route::Models, Method::Get),
         b"/health" => (Route::Health, Method::Get),
@@ -208,7 +243,229 @@ fn pick_weighted(candidates: &[usize], deployments: &[Deployment]) -> usize {
 
 // Chat ---------------------------------------------------------------------
 
+/// A chat request through either front door: `front` is the client's
+/// dialect. Same dialect on both sides: the client's bytes go through.
+/// Otherwise: translated both ways.
 async fn chat(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    key: Option<usize>,
+    front: Dialect,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    // `model` and `stream` have the same names in both dialects.
+    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let resolved = resolve(snapshot, key, &peek.model)?;
+    if peek.stream {
+        shard.count(Counter::Streams, 1);
+    }
+    let endpoint = match &resolved.deployment.kind {
+        ProviderKind::Mock if front == Dialect::OpenAi => {
+            let usage = mock::chat(responder, &peek, resolved.upstream_model).await;
+            account(shard, usage);
+            return Ok(());
+        }
+        ProviderKind::Mock => return mock_translated(shard, request, &resolved, front, responder, scratch).await,
+        kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
+    };
+    let dialect = provider_dialect(&resolved.deployment.kind);
+    if dialect != front {
+        return translated(shard, snapshot, request, &resolved, endpoint, front, responder, scratch).await;
+    }
+    // Usage must be counted, so an OpenAI stream asks for it; the usage
+    // chunk is then hidden from a client that did not ask for it itself.
+    // Anthropic streams always carry usage.
+    let want_usage =
+        front == Dialect::OpenAi && peek.stream && !peek.include_usage && injects_usage(&resolved.deployment.kind);
+    let body = splice_body(request.body, &peek, resolved.rename, want_usage, &mut scratch.body);
+    let operation = if front == Dialect::Anthropic { Operation::Messages } else { Operation::Chat };
+    let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
+    build_request(&mut scratch.request, call, request, peek.stream, body);
+    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
+    let provider = resolved.deployment.name.as_str();
+    if head.status >= 300 {
+        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+    }
+    if peek.stream && is_event_stream(&conn, &head) {
+        let usage =
+            if front == Dialect::Anthropic { StreamUsage::Anthropic } else { StreamUsage::OpenAi { hide: want_usage } };
+        forward_stream(shard, snapshot, resolved.deployment_index, provider, conn, head, usage, responder, scratch)
+            .await;
+        return Ok(());
+    }
+    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, front, responder, scratch).await
+}
+
+/// How a translated request is written for a deployment's kind.
+fn target_of(kind: &ProviderKind) -> translate::Target {
+    use translate::openai::request::Flavor;
+    match kind {
+        ProviderKind::Anthropic { max_tokens_default, .. } => {
+            translate::Target::Anthropic(translate::anthropic::request::Options {
+                max_tokens_default: *max_tokens_default,
+            })
+        }
+        ProviderKind::Ollama { .. } => {
+            translate::Target::OpenAi(Flavor { max_completion_tokens: false, stream_usage: true })
+        }
+        ProviderKind::Azure { style: AzureStyle::Deployments { .. }, .. } => {
+            translate::Target::OpenAi(Flavor { max_completion_tokens: true, stream_usage: false })
+        }
+        _ => translate::Target::OpenAi(Flavor { max_completion_tokens: true, stream_usage: true }),
+    }
+}
+
+/// An id for an answer the provider did not name, unique enough to find
+/// in logs.
+fn answer_id(front: Dialect) -> String {
+    let prefix = if front == Dialect::Anthropic { "msg_corelay_" } else { "chatcmpl-corelay-" };
+    format!("{prefix}{:016x}", fastrand::u64(..))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Translates the request, sends it, and translates the answer back.
+#[allow(clippy::too_many_arguments)]
+async fn translated(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    resolved: &Resolved<'_>,
+    endpoint: &Endpoint,
+    front: Dialect,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let canon = translate::parse_request(translate_dialect(front), request.body).map_err(GatewayError::Translate)?;
+    let stream = canon.stream;
+    let include_usage = canon.include_usage;
+    scratch.body.clear();
+    let written = translate::write_request(
+        &canon,
+        target_of(&resolved.deployment.kind),
+        resolved.upstream_model,
+        &mut scratch.body,
+    )
+    .map_err(GatewayError::Translate)?;
+    drop(canon);
+    let dialect = provider_dialect(&resolved.deployment.kind);
+    let operation = if dialect == Dialect::Anthropic { Operation::Messages } else { Operation::Chat };
+    let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
+    build_request(&mut scratch.request, call, request, stream, &scratch.body);
+    let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+    let provider = resolved.deployment.name.as_str();
+    if head.status >= 300 {
+        return Err(provider_error(snapshot, provider, dialect, conn, &head, scratch).await);
+    }
+    let id = answer_id(front);
+    let model = resolved.upstream_model;
+    if stream && is_event_stream(&conn, &head) {
+        let cx = translate::stream::Context {
+            id,
+            model: model.to_owned(),
+            created: unix_now(),
+            include_usage,
+            json_tool: written.json_tool,
+        };
+        let translator = translate::stream::Translator::new(translate_dialect(dialect), translate_dialect(front), cx);
+        translate_stream(
+            shard,
+            snapshot,
+            resolved.deployment_index,
+            provider,
+            conn,
+            head,
+            translator,
+            responder,
+            scratch,
+        )
+        .await;
+        return Ok(());
+    }
+    let limits = &snapshot.config.upstream;
+    let mut body = Body::new(&head);
+    scratch.body.clear();
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
+        .await
+        .map_err(|e| GatewayError::from_upstream(provider, e))?;
+    if head.keep_alive {
+        shard.pool().put(resolved.deployment_index, conn);
+    }
+    let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
+    let mut out = Vec::with_capacity(scratch.body.len() + 256);
+    let usage = translate::translate_response(
+        translate_dialect(dialect),
+        &scratch.body,
+        translate_dialect(front),
+        cx,
+        &mut out,
+    )
+    .map_err(GatewayError::Translate)?;
+    account(shard, usage);
+    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
+    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+}
+
+/// The `mock` kind behind the Anthropic front door: the mock's OpenAI
+/// answer, translated like any OpenAI-dialect provider's.
+async fn mock_translated(
+    shard: &Rc<Shard>,
+    request: &Request<'_>,
+    resolved: &Resolved<'_>,
+    front: Dialect,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let canon = translate::parse_request(translate_dialect(front), request.body).map_err(GatewayError::Translate)?;
+    let stream = canon.stream;
+    scratch.body.clear();
+    let usage = mock::answer(stream, true, resolved.upstream_model, &mut scratch.body);
+    let id = answer_id(front);
+    let mut out = Vec::with_capacity(scratch.body.len() * 2);
+    if stream {
+        let cx = translate::stream::Context {
+            id,
+            model: resolved.upstream_model.to_owned(),
+            created: unix_now(),
+            include_usage: canon.include_usage,
+            json_tool: false,
+        };
+        let mut translator =
+            translate::stream::Translator::new(translate::stream::Dialect::OpenAi, translate_dialect(front), cx);
+        translator.feed(&scratch.body, &mut out);
+        if responder.start_stream(200, b"text/event-stream", &[]).await.is_ok() && responder.stream(&out).await.is_ok()
+        {
+            let _ = responder.end_stream().await;
+        }
+    } else {
+        let cx = translate::ResponseContext {
+            id: &id,
+            model: resolved.upstream_model,
+            created: unix_now(),
+            written: translate::Written::default(),
+        };
+        translate::translate_response(
+            translate::stream::Dialect::OpenAi,
+            &scratch.body,
+            translate_dialect(front),
+            cx,
+            &mut out,
+        )
+        .map_err(GatewayError::Translate)?;
+        let _ = responder.json(200, &out).await;
+    }
+    account(shard, Some(usage));
+    Ok(())
+}
+
+/// `POST /v1/messages/count_tokens`: passed to an Anthropic deployment; the
+/// other kinds have no such endpoint.
+async fn count_tokens(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
@@ -218,51 +475,37 @@ async fn chat(
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let resolved = resolve(snapshot, key, &peek.model)?;
-    if peek.stream {
-        shard.count(Counter::Streams, 1);
-    }
-    let endpoint = match &resolved.deployment.kind {
-        ProviderKind::Mock => {
-            let usage = mock::chat(responder, &peek, resolved.upstream_model).await;
-            account(shard, usage);
-            return Ok(());
-        }
-        kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
+    let ProviderKind::Anthropic { endpoint, .. } = &resolved.deployment.kind else {
+        return Err(GatewayError::BadRequest(format!(
+            "count_tokens is only available for Anthropic providers; `{}` is served by `{}`",
+            peek.model, resolved.deployment.name
+        )));
     };
-    // Usage must be counted, so a stream asks for it; the usage chunk is
-    // then hidden from a client that did not ask for it itself.
-    let want_usage = peek.stream && !peek.include_usage && injects_usage(&resolved.deployment.kind);
-    let body = splice_body(request.body, &peek, resolved.rename, want_usage, &mut scratch.body);
-    build_request(
-        &mut scratch.request,
-        resolved.deployment,
+    let body = splice_body(request.body, &peek, resolved.rename, false, &mut scratch.body);
+    let call = Call {
+        deployment: resolved.deployment,
         endpoint,
-        Operation::Chat,
-        resolved.upstream_model,
-        peek.stream,
-        body,
-    );
+        operation: Operation::CountTokens,
+        model: resolved.upstream_model,
+    };
+    build_request(&mut scratch.request, call, request, false, body);
     let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
         return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
     }
-    if peek.stream && is_event_stream(&conn, &head) {
-        forward_stream(
-            shard,
-            snapshot,
-            resolved.deployment_index,
-            provider,
-            conn,
-            head,
-            want_usage,
-            responder,
-            scratch,
-        )
-        .await;
-        return Ok(());
-    }
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, responder, scratch).await
+    forward_whole(
+        shard,
+        snapshot,
+        resolved.deployment_index,
+        provider,
+        conn,
+        head,
+        Dialect::Anthropic,
+        responder,
+        scratch,
+    )
+    .await
 }
 
 /// Whether corelay asks this kind of provider for streamed usage. Azure's
@@ -310,36 +553,43 @@ async fn embeddings(
         }
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
     };
+    if provider_dialect(&resolved.deployment.kind) != Dialect::OpenAi {
+        return Err(GatewayError::BadRequest(format!(
+            "`{}` is served by `{}`, which has no embeddings endpoint",
+            peek.model, resolved.deployment.name
+        )));
+    }
     let body = splice_body(request.body, &peek, resolved.rename, false, &mut scratch.body);
-    build_request(
-        &mut scratch.request,
-        resolved.deployment,
+    let call = Call {
+        deployment: resolved.deployment,
         endpoint,
-        Operation::Embeddings,
-        resolved.upstream_model,
-        false,
-        body,
-    );
+        operation: Operation::Embeddings,
+        model: resolved.upstream_model,
+    };
+    build_request(&mut scratch.request, call, request, false, body);
     let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
         return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
     }
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, responder, scratch).await
+    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, Dialect::OpenAi, responder, scratch)
+        .await
 }
 
 // Phase 7 ----------------------------------------------------------------
 
-/// Writes the whole upstream request (head and body) into `out`.
-fn build_request(
-    out: &mut Vec<u8>,
-    deployment: &Deployment,
-    endpoint: &Endpoint,
+/// Where a provider request goes and what it does.
+struct Call<'c> {
+    deployment: &'c Deployment,
+    endpoint: &'c Endpoint,
     operation: Operation,
-    model: &str,
-    stream: bool,
-    body: &[u8],
-) {
+    /// The model the provider sees (an Azure deployment name goes in the path).
+    model: &'c str,
+}
+
+/// Writes the whole upstream request (head and body) into `out`.
+fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream: bool, body: &[u8]) {
+    let Call { deployment, endpoint, operation, model } = call;
     out.clear();
     out.reserve(body.len() + 512);
     out.extend_from_slice(b"POST ");
@@ -374,6 +624,18 @@ fn build_request(
             out.extend_from_slice(b"\r\napi-key: ");
             out.extend_from_slice(api_key.as_bytes());
         }
+        ProviderKind::Anthropic { api_key, version, .. } => {
+            out.extend_from_slice(b"\r\nx-api-key: ");
+            out.extend_from_slice(api_key.as_bytes());
+            // The client's version and betas when it speaks Anthropic itself.
+            out.extend_from_slice(b"\r\nanthropic-version: ");
+            let client_version = client.header(&client.head.anthropic_version).filter(|v| is_header_safe(v));
+            out.extend_from_slice(client_version.unwrap_or(version.as_bytes()));
+            if let Some(beta) = client.header(&client.head.anthropic_beta).filter(|v| is_header_safe(v)) {
+                out.extend_from_slice(b"\r\nanthropic-beta: ");
+                out.extend_from_slice(beta);
+            }
+        }
         _ => {}
     }
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\naccept: ");
@@ -384,6 +646,11 @@ fn build_request(
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
+}
+
+/// A client header value that can be copied into a request head as is.
+fn is_header_safe(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// Percent-encodes one path segment (an Azure deployment name).
@@ -461,6 +728,25 @@ async fn upstream_error(
     GatewayError::Upstream { provider: provider.to_owned(), status: head.status, body: scratch.body.clone(), forward }
 }
 
+/// Reads a provider's error answer in its dialect, for a client of the
+/// other dialect.
+async fn provider_error(
+    snapshot: &Snapshot,
+    provider: &str,
+    dialect: Dialect,
+    conn: Conn,
+    head: &ResponseHead,
+    scratch: &mut Scratch,
+) -> GatewayError {
+    match upstream_error(snapshot, provider, conn, head, scratch).await {
+        GatewayError::Upstream { provider, status, body, forward } => {
+            let error = translate::parse_error(translate_dialect(dialect), status, &body);
+            GatewayError::Provider { provider, error, forward }
+        }
+        other => other,
+    }
+}
+
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -474,6 +760,7 @@ async fn forward_whole(
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
+    dialect: Dialect,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
@@ -484,9 +771,11 @@ async fn forward_whole(
     body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
         .await
         .map_err(|e| GatewayError::from_upstream(provider, e))?;
-    if let Some(usage) = openai::response_usage(&scratch.body) {
-        account(shard, Some(usage));
-    }
+    let usage = match dialect {
+        Dialect::OpenAi => openai::response_usage(&scratch.body),
+        Dialect::Anthropic => translate::anthropic::response::usage(&scratch.body),
+    };
+    account(shard, usage);
     let content_type = head.content_type.clone().map_or(&b"application/json"[..], |r| conn.head_bytes(r));
     let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 1);
     headers.push((b"x-corelay-provider", provider.as_bytes()));
@@ -509,7 +798,7 @@ async fn forward_stream(
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
-    hide_usage: bool,
+    usage_of: StreamUsage,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) {
@@ -540,11 +829,15 @@ async fn forward_stream(
         }
         scratch.events.clear();
         let mut overflow = false;
-        splitter.feed(&scratch.body, |piece| match piece {
-            Piece::Event(event) => match openai::classify_chunk(event) {
+        splitter.feed(&scratch.body, |piece| match (piece, usage_of) {
+            (Piece::Event(event), StreamUsage::Anthropic) => {
+                translate::anthropic::stream::event_usage(event, usage.get_or_insert_default());
+                scratch.events.extend_from_slice(event);
+            }
+            (Piece::Event(event), StreamUsage::OpenAi { hide }) => match openai::classify_chunk(event) {
                 ChunkKind::UsageOnly(u) => {
                     usage = Some(u);
-                    if !hide_usage {
+                    if !hide {
                         scratch.events.extend_from_slice(event);
                     }
                 }
@@ -552,10 +845,10 @@ async fn forward_stream(
                     usage = Some(u);
                     scratch.events.extend_from_slice(event);
                 }
-                ChunkKind::Done | ChunkKind::Other if hide_usage => strip_null_usage(event, &mut scratch.events),
+                ChunkKind::Done | ChunkKind::Other if hide => strip_null_usage(event, &mut scratch.events),
                 ChunkKind::Done | ChunkKind::Other => scratch.events.extend_from_slice(event),
             },
-            Piece::Overflow => overflow = true,
+            (Piece::Overflow, _) => overflow = true,
         });
         if responder.stream(&scratch.events).await.is_err() {
             // The client left: drop the upstream connection with it.
@@ -574,8 +867,12 @@ async fn forward_stream(
     if let Some(e) = failure {
         // The status went out long ago: say it the way OpenAI does
         // mid-stream, as an `error` event, then end the stream.
-        let (_, _, error_body) = crate::error::rescue(&e, crate::error::Dialect::OpenAi);
+        let dialect = if usage_of == StreamUsage::Anthropic { Dialect::Anthropic } else { Dialect::OpenAi };
+        let (_, _, error_body) = crate::error::rescue(&e, dialect);
         scratch.events.clear();
+        if dialect == Dialect::Anthropic {
+            scratch.events.extend_from_slice(b"event: error\n");
+        }
         scratch.events.extend_from_slice(b"data: ");
         scratch.events.extend_from_slice(&error_body);
         scratch.events.extend_from_slice(b"\n\n");
@@ -586,6 +883,64 @@ async fn forward_stream(
     }
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
+        shard.pool().put(deployment_index, conn);
+    }
+}
+
+/// Where a same-dialect stream's usage is, and whether to hide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamUsage {
+    /// In the `include_usage` chunk, hidden when corelay asked for it.
+    OpenAi { hide: bool },
+    /// In `message_start` and the cumulative `message_delta`.
+    Anthropic,
+}
+
+/// Translates a provider's stream event by event, as each arrives.
+#[allow(clippy::too_many_arguments)]
+async fn translate_stream(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    deployment_index: usize,
+    provider: &str,
+    mut conn: Conn,
+    head: ResponseHead,
+    mut translator: translate::stream::Translator,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) {
+    use translate::stream::State;
+    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
+    if responder.start_stream(200, b"text/event-stream", &headers).await.is_err() {
+        return;
+    }
+    let limits = &snapshot.config.upstream;
+    let mut body = Body::new(&head);
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    loop {
+        scratch.body.clear();
+        scratch.events.clear();
+        let state = match body.next(&mut conn, &mut scratch.body, idle).await {
+            Ok(true) => translator.feed(&scratch.body, &mut scratch.events),
+            Ok(false) => translator.end(&mut scratch.events),
+            Err(e) => {
+                let message = GatewayError::from_upstream(provider, e).to_string();
+                let error = translate::error::ProviderError::new(translate::error::ErrorKind::BadGateway, message);
+                translator.fail(error, &mut scratch.events)
+            }
+        };
+        if !scratch.events.is_empty() && responder.stream(&scratch.events).await.is_err() {
+            account(shard, translator.usage());
+            return;
+        }
+        if state != State::Open {
+            break;
+        }
+    }
+    account(shard, translator.usage());
+    let ended = responder.end_stream().await;
+    // The connection is reusable only if its body was read to the end.
+    if ended.is_ok() && head.keep_alive && body.is_done() && translator.state() == State::Done {
         shard.pool().put(deployment_index, conn);
     }
 }

@@ -152,6 +152,16 @@ impl Translator {
         self.state
     }
 
+    /// The connection to the provider failed mid-stream: tells the client
+    /// in its dialect.
+    pub fn fail(&mut self, error: ProviderError, out: &mut Vec<u8>) -> State {
+        if self.state == State::Open {
+            self.encoder.event(&Event::Error(error), out);
+            self.state = State::Failed;
+        }
+        self.state
+    }
+
     /// The provider closed the stream. A stream that ended without its
     /// dialect's terminator is reported to the client as an error, so that
     /// a cut answer is never taken for a whole one.

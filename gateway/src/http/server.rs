@@ -50,7 +50,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(ReadError::Reply(e)) => {
-                let _ = conn.reply_error_and_close(&e).await;
+                let _ = conn.reply_error_and_close(&e, Dialect::OpenAi).await;
                 return;
             }
             Err(ReadError::Close) => return,
@@ -59,7 +59,8 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
         let body_range = match conn.read_body(&head, limits).await {
             Ok(r) => r,
             Err(ReadError::Reply(e)) => {
-                let _ = conn.reply_error_and_close(&e).await;
+                let dialect = crate::pipeline::front_door(&conn.rbuf[head.target.clone()]);
+                let _ = conn.reply_error_and_close(&e, dialect).await;
                 return;
             }
             Err(ReadError::Close) => return,
@@ -215,8 +216,9 @@ impl Conn {
         Ok(())
     }
 
-    async fn reply_error_and_close(&mut self, e: &GatewayError) -> io::Result<()> {
+    async fn reply_error_and_close(&mut self, e: &GatewayError, dialect: Dialect) -> io::Result<()> {
         let mut responder = Responder::new(&mut self.stream, &mut self.wbuf, false, false);
+        responder.dialect = dialect;
         responder.error(e).await
     }
 
@@ -237,6 +239,7 @@ impl Conn {
         };
         let request = crate::pipeline::Request { head, buf: rbuf, body };
         let mut responder = Responder::new(stream, wbuf, keep_alive, head.version_minor == 0);
+        responder.dialect = crate::pipeline::front_door(&rbuf[head.target.clone()]);
         let outcome = catch_unwind(crate::pipeline::handle(shard, snapshot, &request, &mut responder, scratch)).await;
         let usable = match outcome {
             Ok(Ok(())) => responder.finished(),
@@ -296,6 +299,8 @@ pub struct Responder<'a> {
     state: State,
     /// The status sent, or 0 before the head went out.
     pub status: u16,
+    /// The dialect errors are written in: the front door's.
+    pub dialect: Dialect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +316,7 @@ pub type Header<'h> = (&'h [u8], &'h [u8]);
 
 impl<'a> Responder<'a> {
     fn new(stream: &'a mut TcpStream, wbuf: &'a mut Vec<u8>, keep_alive: bool, http10: bool) -> Responder<'a> {
-        Responder { stream, wbuf, keep_alive, http10, state: State::Fresh, status: 0 }
+        Responder { stream, wbuf, keep_alive, http10, state: State::Fresh, status: 0, dialect: Dialect::OpenAi }
     }
 
     /// Whether the response was sent whole and the connection can go on.
@@ -389,7 +394,7 @@ impl<'a> Responder<'a> {
 
     /// Answers `error` in the client's dialect.
     pub async fn error(&mut self, error: &GatewayError) -> io::Result<()> {
-        let (status, headers, body) = rescue(error, Dialect::OpenAi);
+        let (status, headers, body) = rescue(error, self.dialect);
         let headers: Vec<Header<'_>> = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
         self.send(status, b"application/json", &headers, &body).await
     }

@@ -227,3 +227,13 @@ pub fn write_usage(usage: &Usage, out: &mut Vec<u8>) {
     out.extend_from_slice(n.format(usage.completion_tokens).as_bytes());
     out.push(b'}');
 }
+
+/// Reads `usage` from a non-streamed Messages response (the same-dialect
+/// path), in OpenAI's arithmetic.
+pub fn usage(body: &[u8]) -> Option<Usage> {
+    let raw = sonic_rs::get(body, ["usage"]).ok()?;
+    let wire: UsageWire = sonic_rs::from_str(raw.as_raw_str()).ok()?;
+    let mut usage = Usage::default();
+    wire.merge_into(&mut usage);
+    Some(usage)
+}

@@ -427,3 +427,20 @@ pub fn write_error_event(e: &ProviderError, out: &mut Vec<u8>) {
     e.write_anthropic(out);
     out.extend_from_slice(b"\n\n");
 }
+
+/// Reads the usage an Anthropic event carries into `usage` (the same-dialect
+/// path, where events pass through untouched). Only `message_start` and
+/// `message_delta` carry usage; other events are skipped by a byte search.
+pub fn event_usage(event: &[u8], usage: &mut Usage) {
+    if memchr::memmem::find(event, b"\"usage\"").is_none() {
+        return;
+    }
+    let Some(data) = crate::sse::single_data(event) else { return };
+    let path: &[&str] =
+        if memchr::memmem::find(data, b"\"message_start\"").is_some() { &["message", "usage"] } else { &["usage"] };
+    if let Ok(raw) = sonic_rs::get(data, path)
+        && let Ok(wire) = sonic_rs::from_str::<UsageWire>(raw.as_raw_str())
+    {
+        wire.merge_into(usage);
+    }
+}

@@ -531,6 +531,9 @@ pub struct Flavor {
     /// `max_completion_tokens` (OpenAI, Azure) or `max_tokens` (Ollama and
     /// most OpenAI-compatible servers).
     pub max_completion_tokens: bool,
+    /// Whether the provider takes `stream_options.include_usage` (Azure's
+    /// dated API versions do not).
+    pub stream_usage: bool,
 }
 
 /// Writes a canonical request as a chat-completions body for `model`.
@@ -712,7 +715,10 @@ fn write_options(request: &Request<'_>, flavor: Flavor, out: &mut Vec<u8>) -> Re
         out.push(b']');
     }
     if request.stream {
-        out.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+        out.extend_from_slice(b",\"stream\":true");
+        if flavor.stream_usage {
+            out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+        }
     }
     write_tools(request, out);
     match &request.response_format {

@@ -151,6 +151,7 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
     let target = match to {
         Dialect::OpenAi => Target::OpenAi(translate::openai::request::Flavor {
             max_completion_tokens: !has(options, "max_tokens_field"),
+            stream_usage: true,
         }),
         Dialect::Anthropic => Target::Anthropic(translate::anthropic::request::Options {
             max_tokens_default: option_u64(options, "max_tokens_default").unwrap_or(4096),
