@@ -8,6 +8,7 @@
 //! - [`upstream`]: provider connections and the per-shard pool.
 //! - [`error`]: the error type and the one place errors become responses.
 //! - [`mock`]: the in-process `mock` provider kind.
+//! - [`sigv4`]: AWS SigV4 signing and the model path for Bedrock.
 
 pub mod config;
 pub mod error;
@@ -16,4 +17,5 @@ pub mod mock;
 pub mod pipeline;
 pub mod runtime;
 pub mod shard;
+pub mod sigv4;
 pub mod upstream;

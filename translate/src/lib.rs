@@ -11,6 +11,8 @@
 //!   change on the same-dialect path, and reading usage.
 //! - [`sse`]: a server-sent-events splitter that yields whole events from
 //!   arbitrarily cut network reads, without allocating once warm.
+//! - [`eventstream`]: the same for AWS's binary `vnd.amazon.eventstream`
+//!   frames (Bedrock streaming), with both CRCs checked.
 //!
 //! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
 //! built on the same two pieces.
@@ -18,6 +20,7 @@
 pub mod anthropic;
 pub mod canon;
 pub mod error;
+pub mod eventstream;
 pub mod openai;
 pub mod raw;
 pub mod sse;
