@@ -12,3 +12,4 @@ mod lifecycle;
 mod providers;
 mod repo;
 mod support;
+mod translation;
