@@ -193,6 +193,24 @@ pub fn write_joined<'r>(out: &mut Vec<u8>, parts: impl IntoIterator<Item = &'r R
     out.push(b'"');
 }
 
+/// The length of the JSON string literal at the start of `bytes`, quotes
+/// included, if there is a well-formed one (no raw control characters).
+pub fn string_literal_len(bytes: &[u8]) -> Option<usize> {
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            0..=0x1f => return None,
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// What a JSON string holding a tool's arguments turns out to hold.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Arguments<'a> {
@@ -247,6 +265,15 @@ mod tests {
         assert_eq!(arguments_object(&Raw::from_json(r#""{bad json""#)), Arguments::NotAnObject);
         assert_eq!(arguments_object(&Raw::from_json(r#""[1]""#)), Arguments::NotAnObject);
         assert_eq!(arguments_object(&Raw::from_json("42")), Arguments::NotAnObject);
+    }
+
+    #[test]
+    fn string_literals_are_measured_with_their_escapes() {
+        assert_eq!(string_literal_len(br#""ab\"c"}"#), Some(7));
+        assert_eq!(string_literal_len(br#""ab\\"}"#), Some(6));
+        assert_eq!(string_literal_len(br#""open"#), None);
+        assert_eq!(string_literal_len(b"\"raw\nnewline\""), None);
+        assert_eq!(string_literal_len(b"x"), None);
     }
 
     #[test]

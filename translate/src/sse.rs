@@ -105,7 +105,13 @@ fn find_event_end(bytes: &[u8]) -> Option<usize> {
 /// the colon is removed, as the SSE spec says.
 pub fn single_data(event: &[u8]) -> Option<&[u8]> {
     let mut found = None;
-    for line in event.split(|&b| b == b'\n') {
+    let mut rest = event;
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        rest = next;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(value) = line.strip_prefix(b"data:") {
             if found.is_some() {

@@ -101,7 +101,7 @@ struct SourceWire<'a> {
     #[serde(borrow, default)]
     media_type: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Raw<'a>>,
     #[serde(borrow, default)]
     url: Option<Raw<'a>>,
 }
@@ -111,7 +111,7 @@ struct ToolWire<'a> {
     #[serde(borrow)]
     name: Raw<'a>,
     #[serde(borrow, default, rename = "type")]
-    type_: Option<Cow<'a, str>>,
+    type_: Option<&'a str>,
     #[serde(borrow, default)]
     description: Option<Raw<'a>>,
     #[serde(borrow, default)]
@@ -300,7 +300,9 @@ fn block<'a>(w: BlockWire<'a>, path: &str) -> Result<Option<Block<'a>>, Error> {
         "image" | "document" => {
             let source = w.source.ok_or_else(|| need("source"))?;
             let source = match (&*source.type_, source.media_type, source.data, source.url) {
-                ("base64", Some(media_type), Some(data), _) => Source::Base64 { media_type, data },
+                ("base64", Some(media_type), Some(data), _) if data.is_string() => {
+                    Source::Base64 { media_type, data: data.text().unwrap_or_default() }
+                }
                 ("url", _, _, Some(url)) if url.is_string() => Source::Url(url),
                 _ => {
                     return Err(Error::invalid(

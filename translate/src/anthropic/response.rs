@@ -18,7 +18,7 @@ struct Wire<'a> {
     #[serde(borrow, default)]
     content: Vec<BlockWire<'a>>,
     #[serde(borrow, default)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<&'a str>,
     #[serde(borrow, default)]
     stop_sequence: Option<Raw<'a>>,
     #[serde(default)]

@@ -48,7 +48,7 @@ struct Wire<'a> {
     #[serde(borrow, default)]
     response_format: Option<ResponseFormatWire<'a>>,
     #[serde(borrow, default)]
-    reasoning_effort: Option<Cow<'a, str>>,
+    reasoning_effort: Option<&'a str>,
     #[serde(borrow, default)]
     user: Option<Raw<'a>>,
     #[serde(borrow, default)]
@@ -144,7 +144,7 @@ struct FileWire<'a> {
 #[derive(Deserialize)]
 struct ToolWire<'a> {
     #[serde(borrow, rename = "type", default)]
-    type_: Option<Cow<'a, str>>,
+    type_: Option<&'a str>,
     #[serde(borrow, default)]
     function: Option<ToolFunctionWire<'a>>,
     #[serde(borrow, default)]

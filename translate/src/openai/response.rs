@@ -1,7 +1,5 @@
 //! OpenAI chat-completions responses, to and from the canonical form.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use crate::Usage;
@@ -28,7 +26,7 @@ struct ChoiceWire<'a> {
     #[serde(borrow, default)]
     message: Option<MessageWire<'a>>,
     #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<&'a str>,
 }
 
 #[derive(Deserialize)]

@@ -1,8 +1,6 @@
 //! OpenAI `chat.completion.chunk` streams, decoded to canonical events and
 //! encoded from them.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use crate::Usage;
@@ -17,8 +15,10 @@ struct ChunkWire<'a> {
     id: Option<Raw<'a>>,
     #[serde(borrow, default)]
     model: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChoiceWire<'a>>>,
+    /// The first choice only (corelay asks for one), read without
+    /// allocating; `Some(None)` for an empty `choices` array.
+    #[serde(borrow, default, deserialize_with = "first_choice")]
+    choices: Option<Option<ChoiceWire<'a>>>,
     #[serde(borrow, default)]
     usage: Option<Raw<'a>>,
     #[serde(borrow, default)]
@@ -30,7 +30,7 @@ struct ChoiceWire<'a> {
     #[serde(borrow, default)]
     delta: Option<DeltaWire<'a>>,
     #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -41,8 +41,30 @@ struct DeltaWire<'a> {
     reasoning_content: Option<Raw<'a>>,
     #[serde(borrow, default)]
     refusal: Option<Raw<'a>>,
+    /// Kept raw and walked element by element, so that a chunk with tool
+    /// calls allocates nothing.
     #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolDeltaWire<'a>>>,
+    tool_calls: Option<Raw<'a>>,
+}
+
+/// Reads a `choices` array's first element and skips the others.
+fn first_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ChoiceWire<'de>>>, D::Error> {
+    struct First;
+    impl<'de> serde::de::Visitor<'de> for First {
+        type Value = Option<Option<ChoiceWire<'de>>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of choices")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<ChoiceWire<'de>>()?;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Some(first))
+        }
+    }
+    d.deserialize_any(First)
 }
 
 #[derive(Deserialize)]
@@ -79,6 +101,14 @@ impl Decoder {
         if data.trim_ascii() == b"[DONE]" {
             return Ok(Step::Done);
         }
+        if self.started
+            && let Some(text) = fast_content(data)
+        {
+            if text.json() != "\"\"" {
+                sink(Event::Text(text));
+            }
+            return Ok(Step::More);
+        }
         let chunk: ChunkWire<'_> = sonic_rs::from_slice(data)
             .map_err(|e| format!("the provider sent a chunk that is not JSON: {}", crate::error::first_line(e)))?;
         if let Some(error) = chunk.error.filter(Raw::is_object) {
@@ -88,10 +118,10 @@ impl Decoder {
             )));
             return Ok(Step::More);
         }
-        let choices = chunk.choices.unwrap_or_default();
+        let choice = chunk.choices.flatten();
         // Azure's prelude chunk (no choices, empty id) carries only filter results.
         let has_id = chunk.id.as_ref().is_some_and(|id| !id.is_blank_string());
-        if !self.started && (has_id || !choices.is_empty()) {
+        if !self.started && (has_id || choice.is_some()) {
             self.started = true;
             sink(Event::Start {
                 id: chunk.id.filter(|i| i.is_string() && has_id),
@@ -99,7 +129,7 @@ impl Decoder {
                 usage: None,
             });
         }
-        for choice in choices.into_iter().take(1) {
+        if let Some(choice) = choice {
             if let Some(delta) = choice.delta {
                 self.delta(delta, sink);
             }
@@ -127,7 +157,9 @@ impl Decoder {
         if let Some(text) = delta.refusal.filter(|t| t.is_string() && t.json() != "\"\"") {
             sink(Event::Text(text));
         }
-        for call in delta.tool_calls.unwrap_or_default() {
+        let Some(calls) = delta.tool_calls.as_ref().and_then(Raw::as_borrowed) else { return };
+        for call in sonic_rs::to_array_iter(calls).flatten() {
+            let Ok(call) = sonic_rs::from_str::<ToolDeltaWire<'_>>(call.as_raw_str()) else { continue };
             let function = call.function;
             let (name, arguments) = match function {
                 Some(f) => (f.name, f.arguments),
@@ -147,6 +179,40 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The text of a chunk that carries nothing but text, found without the
+/// general parser: most chunks of a stream are these. The chunk must have
+/// one `"delta":{"content":"..."}` followed by `}`, a null `finish_reason`,
+/// and none of the members that need the general parser (tool calls,
+/// usage, an error, reasoning, a refusal). Those names cannot occur inside
+/// a string, where their quotes would be escaped.
+fn fast_content(data: &[u8]) -> Option<Raw<'_>> {
+    use memchr::memmem::Finder;
+    // Searchers are built once: building one costs more than a search.
+    static FINDERS: std::sync::LazyLock<[Finder<'static>; 7]> = std::sync::LazyLock::new(|| {
+        [
+            Finder::new(b"\"delta\":{\"content\":"),
+            Finder::new(b"\"finish_reason\":null"),
+            Finder::new(b"\"tool_calls\""),
+            Finder::new(b"\"usage\":{"),
+            Finder::new(b"\"error\""),
+            Finder::new(b"\"reasoning_content\""),
+            Finder::new(b"\"refusal\":\""),
+        ]
+    });
+    let [delta, finish_null, slow @ ..] = &*FINDERS;
+    let at = delta.find(data)?;
+    let rest = &data[at + delta.needle().len()..];
+    let len = crate::raw::string_literal_len(rest)?;
+    if rest.get(len) != Some(&b'}') || finish_null.find(data).is_none() {
+        return None;
+    }
+    // A second choice, or anything the general parser must see.
+    if slow.iter().any(|f| f.find(data).is_some()) || delta.find(&rest[len..]).is_some() {
+        return None;
+    }
+    Some(Raw::from_json(std::str::from_utf8(&rest[..len]).ok()?))
 }
 
 /// Writes canonical events as `chat.completion.chunk` server-sent events.

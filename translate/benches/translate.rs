@@ -1,0 +1,78 @@
+//! Criterion benches of the translation hot paths (issue 3's criteria):
+//! - an OpenAI request of about 2 KB written for Anthropic (≤ 2 µs);
+//! - one Anthropic stream event translated into an OpenAI chunk (≤ 300 ns);
+//! - the same for OpenAI chunks into Anthropic events.
+//!
+//! `cargo bench -p translate` (or `just bench-translate`). The figures and
+//! the machine are quoted in `translate`'s crate docs.
+
+use std::hint::black_box;
+
+// The allocator corelay runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use translate::stream::{Context, Dialect, Translator};
+
+/// About 2 KB: a system prompt, a short conversation with a tool round
+/// trip, and two tools with JSON schemas. It is also a golden case.
+const OPENAI_REQUEST: &str = include_str!("../test_data/openai_to_anthropic/bench_2k.request.json");
+
+fn request(c: &mut Criterion) {
+    let body = OPENAI_REQUEST.trim_end();
+    let options = translate::anthropic::request::Options { max_tokens_default: 4096 };
+    let mut out = Vec::with_capacity(4096);
+    let mut group = c.benchmark_group("request");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function(format!("openai_to_anthropic_{}_bytes", body.len()), |b| {
+        b.iter(|| {
+            out.clear();
+            let parsed = translate::parse_request(Dialect::OpenAi, black_box(body.as_bytes())).unwrap();
+            translate::write_request(&parsed, translate::Target::Anthropic(options), "claude-sonnet-4-5", &mut out)
+                .unwrap();
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+fn context() -> Context {
+    Context { id: "gen-1".into(), model: "m".into(), created: 1_700_000_000, include_usage: true, json_tool: false }
+}
+
+/// Feeds `events` (one SSE event each) through a translator that has
+/// already started, and reports the time per event.
+fn stream_bench(c: &mut Criterion, name: &str, from: Dialect, to: Dialect, start: &str, events: &[String]) {
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut out = Vec::with_capacity(64 * 1024);
+    group.bench_function(name, |b| {
+        let mut translator = Translator::new(from, to, context());
+        translator.feed(start.as_bytes(), &mut out);
+        b.iter(|| {
+            for event in events {
+                out.clear();
+                translator.feed(black_box(event.as_bytes()), &mut out);
+            }
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+fn streams(c: &mut Criterion) {
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let anthropic: Vec<String> = (0..64)
+        .map(|i| format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"word{i} \"}}}}\n\n"))
+        .collect();
+    stream_bench(c, "anthropic_to_openai_per_event", Dialect::Anthropic, Dialect::OpenAi, start, &anthropic);
+    let start = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+    let openai: Vec<String> = (0..64)
+        .map(|i| format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"))
+        .collect();
+    stream_bench(c, "openai_to_anthropic_per_event", Dialect::OpenAi, Dialect::Anthropic, start, &openai);
+}
+
+criterion_group!(benches, request, streams);
+criterion_main!(benches);
