@@ -242,7 +242,7 @@ fn parse_tools(tools: Vec<ToolWire<'_>>) -> Result<Vec<Tool<'_>>, Error> {
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            if t.type_.as_deref().is_some_and(|ty| ty != "custom") || !t.name.is_string() {
+            if t.type_.is_some_and(|ty| ty != "custom") || !t.name.is_string() {
                 return Err(Error::invalid(
                     format!("tools.{i}"),
                     "only custom tools (name and input_schema) can be translated for this provider",

@@ -109,7 +109,7 @@ pub fn parse(body: &[u8], json_tool: bool) -> Result<Response<'_>, Error> {
     let mut response = Response {
         id: wire.id.filter(Raw::is_string),
         model: wire.model.filter(Raw::is_string),
-        finish: wire.stop_reason.as_deref().map(finish_from_str),
+        finish: wire.stop_reason.map(finish_from_str),
         stop_sequence: wire.stop_sequence.filter(Raw::is_string),
         ..Response::default()
     };

@@ -206,7 +206,7 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, Error> {
         ..Request::default()
     };
     request.stop = parse_stop(wire.stop)?;
-    request.reasoning = wire.reasoning_effort.as_deref().map(parse_effort).transpose()?;
+    request.reasoning = wire.reasoning_effort.map(parse_effort).transpose()?;
     request.response_format = parse_response_format(wire.response_format)?;
     request.tools = parse_tools(wire.tools)?;
     request.tool_choice = wire.tool_choice.map(parse_tool_choice).transpose()?;
@@ -276,7 +276,7 @@ fn parse_response_format<'a>(format: Option<ResponseFormatWire<'a>>) -> Result<R
 fn parse_tools<'a>(tools: Option<Vec<ToolWire<'a>>>) -> Result<Vec<Tool<'a>>, Error> {
     let mut out = Vec::new();
     for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
-        if tool.type_.as_deref().is_some_and(|t| t != "function") {
+        if tool.type_.is_some_and(|t| t != "function") {
             return Err(Error::invalid(
                 format!("tools[{i}].type"),
                 "only function tools can be translated for this provider",

@@ -89,7 +89,7 @@ pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
     let Some(choice) = wire.choices.into_iter().next() else {
         return Ok(response);
     };
-    response.finish = choice.finish_reason.as_deref().map(finish_from_str);
+    response.finish = choice.finish_reason.map(finish_from_str);
     if let Some(message) = choice.message {
         if let Some(reasoning) = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string()) {
             response.blocks.push(Block::Thinking { text: reasoning, signature: None });

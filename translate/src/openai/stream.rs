@@ -134,7 +134,7 @@ impl Decoder {
                 self.delta(delta, sink);
             }
             if let Some(reason) = choice.finish_reason {
-                let reason = super::response::finish_from_str(&reason);
+                let reason = super::response::finish_from_str(reason);
                 let reason = if self.json_tool && reason == Finish::ToolCalls { Finish::Stop } else { reason };
                 sink(Event::Finish { reason, stop_sequence: None });
             }
