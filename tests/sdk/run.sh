@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The official OpenAI Python SDK against corelay, in front of corelay-mock.
+# The official OpenAI and Anthropic Python SDKs against corelay, in front of
+# corelay-mock.
 #
 # Builds the debug binaries, starts two mocks (one healthy, one that answers
 # every request 500) and corelay on free loopback ports, runs
@@ -11,6 +12,7 @@ set -euo pipefail
 
 # Pinned so that a new SDK release cannot change the result of an old commit.
 OPENAI_VERSION=2.54.0
+ANTHROPIC_VERSION=2.12.0
 # How long a process may take to print its listening line.
 START_TIMEOUT_S=60
 
@@ -77,6 +79,9 @@ fi
 if ! "$venv/bin/python" -c "import sys, openai; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "openai==$OPENAI_VERSION"
 fi
+if ! "$venv/bin/python" -c "import sys, anthropic; sys.exit(anthropic.__version__ != '$ANTHROPIC_VERSION')" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "anthropic==$ANTHROPIC_VERSION"
+fi
 
 cargo build -p gateway -p bench
 
@@ -129,3 +134,6 @@ CORELAY_BASE_URL="http://127.0.0.1:$corelay_port/v1" \
     CORELAY_KEY=$key \
     CORELAY_EMBED_ONLY_KEY=$embed_only_key \
     "$venv/bin/python" tests/sdk/openai_sdk_check.py
+CORELAY_ROOT_URL="http://127.0.0.1:$corelay_port" \
+    CORELAY_KEY=$key \
+    "$venv/bin/python" tests/sdk/anthropic_sdk_check.py

@@ -50,6 +50,17 @@ fn main() {
                 std::hint::black_box(&out);
             }
         }
+        "skip" => {
+            for _ in 0..n {
+                std::hint::black_box(sonic_rs::get(body.as_bytes(), ["zzz"]).is_err());
+            }
+        }
+        "lazy" => {
+            for _ in 0..n {
+                let v: sonic_rs::LazyValue<'_> = sonic_rs::from_slice(body.as_bytes()).unwrap();
+                std::hint::black_box(v);
+            }
+        }
         other => panic!("unknown path {other}: request, a2o or o2a"),
     }
 }
