@@ -316,3 +316,24 @@ pub fn excerpt(body: &[u8]) -> String {
 pub(crate) fn first_line(e: impl std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_owned()
 }
+
+/// Where in a request a parameter is (`messages[3]`), formatted only when an
+/// error needs it: building the text for every message would cost more than
+/// translating it.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<'p> {
+    pub prefix: &'p str,
+    pub index: usize,
+}
+
+impl<'p> Path<'p> {
+    pub fn index(prefix: &'p str, index: usize) -> Path<'p> {
+        Path { prefix, index }
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.prefix, self.index)
+    }
+}

@@ -122,7 +122,7 @@ impl<'a> Raw<'a> {
         if !body.contains('\\') {
             return Some(Cow::Borrowed(body));
         }
-        sonic_rs::from_str::<String>(&self.0).ok().map(Cow::Owned)
+        unescape(body).map(Cow::Owned)
     }
 
     /// The number, for a numeric literal.
@@ -136,6 +136,53 @@ impl Default for Raw<'_> {
     fn default() -> Self {
         Raw(Cow::Borrowed("\"\""))
     }
+}
+
+/// Decodes the inside of a JSON string literal. `None` for a bad escape or
+/// a lone surrogate.
+fn unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let bytes = rest.as_bytes();
+        let escape = *bytes.get(at + 1)?;
+        rest = &rest[at + 2..];
+        let c = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let (unit, tail) = hex4(rest)?;
+                rest = tail;
+                if (0xD800..0xDC00).contains(&unit) {
+                    let tail = rest.strip_prefix("\\u")?;
+                    let (low, tail) = hex4(tail)?;
+                    rest = tail;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))?
+                } else {
+                    char::from_u32(unit)?
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+fn hex4(s: &str) -> Option<(u32, &str)> {
+    let digits = s.get(..4)?;
+    Some((u32::from_str_radix(digits, 16).ok()?, &s[4..]))
 }
 
 /// Appends `s` as a JSON string literal.
@@ -274,6 +321,15 @@ mod tests {
         assert_eq!(string_literal_len(br#""open"#), None);
         assert_eq!(string_literal_len(b"\"raw\nnewline\""), None);
         assert_eq!(string_literal_len(b"x"), None);
+    }
+
+    #[test]
+    fn unescapes_every_json_escape() {
+        let raw = Raw::from_json(r#""q\" b\\ s\/ \b\f\n\r\t \u00e9 \ud83c\udf89""#);
+        assert_eq!(raw.decode_string().unwrap(), "q\" b\\ s/ \u{8}\u{c}\n\r\t é 🎉");
+        assert_eq!(Raw::from_json(r#""\ud83c""#).decode_string(), None);
+        assert_eq!(Raw::from_json(r#""\x""#).decode_string(), None);
+        assert_eq!(Raw::from_json(r#""\u12""#).decode_string(), None);
     }
 
     #[test]

@@ -396,7 +396,7 @@ pub fn write(request: &Request<'_>, model: &str, options: Options, out: &mut Vec
     out.extend_from_slice(itoa::Buffer::new().format(max_tokens).as_bytes());
     if !request.system.is_empty() {
         out.extend_from_slice(b",\"system\":");
-        write_blocks(&request.system, "system", out)?;
+        write_blocks(&request.system, &"system", out)?;
     }
     out.extend_from_slice(b",\"messages\":[");
     write_messages(request, out)?;
@@ -470,7 +470,7 @@ fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error>
             });
             open = Some(message.role);
         }
-        write_block_list(&message.blocks, &format!("messages[{i}]"), out)?;
+        write_block_list(&message.blocks, &crate::error::Path::index("messages", i), out)?;
     }
     if open.is_some() {
         out.extend_from_slice(b"]}");
@@ -478,14 +478,14 @@ fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error>
     Ok(())
 }
 
-fn write_blocks(blocks: &[Block<'_>], path: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+fn write_blocks(blocks: &[Block<'_>], path: &dyn std::fmt::Display, out: &mut Vec<u8>) -> Result<(), Error> {
     out.push(b'[');
     write_block_list(blocks, path, out)?;
     out.push(b']');
     Ok(())
 }
 
-fn write_block_list(blocks: &[Block<'_>], path: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+fn write_block_list(blocks: &[Block<'_>], path: &dyn std::fmt::Display, out: &mut Vec<u8>) -> Result<(), Error> {
     for (j, block) in blocks.iter().enumerate() {
         if j > 0 {
             out.push(b',');
@@ -502,7 +502,7 @@ fn write_cache_control(cc: &Option<Raw<'_>>, out: &mut Vec<u8>) {
     }
 }
 
-pub(crate) fn write_block(block: &Block<'_>, path: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn write_block(block: &Block<'_>, path: &dyn std::fmt::Display, out: &mut Vec<u8>) -> Result<(), Error> {
     match block {
         Block::Text { text, cache_control } => {
             out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
@@ -515,7 +515,7 @@ pub(crate) fn write_block(block: &Block<'_>, path: &str, out: &mut Vec<u8>) -> R
                 && !IMAGE_MEDIA_TYPES.iter().any(|m| m.eq_ignore_ascii_case(media_type))
             {
                 return Err(Error::invalid(
-                    path.to_owned(),
+                    path.to_string(),
                     format!(
                         "image type '{media_type}' is not supported by this provider (jpeg, png, gif and webp are)"
                     ),
@@ -529,7 +529,7 @@ pub(crate) fn write_block(block: &Block<'_>, path: &str, out: &mut Vec<u8>) -> R
                 && !media_type.eq_ignore_ascii_case("application/pdf")
             {
                 return Err(Error::invalid(
-                    path.to_owned(),
+                    path.to_string(),
                     format!("document type '{media_type}' is not supported (PDF is)"),
                 ));
             }
@@ -574,7 +574,11 @@ pub(crate) fn write_block(block: &Block<'_>, path: &str, out: &mut Vec<u8>) -> R
 }
 
 /// A tool call's input as the object Anthropic needs.
-pub(crate) fn write_input(arguments: &Arguments<'_>, path: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn write_input(
+    arguments: &Arguments<'_>,
+    path: &dyn std::fmt::Display,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
     match arguments {
         Arguments::Object(o) => out.extend_from_slice(o.json().as_bytes()),
         Arguments::Encoded(s) => match arguments_object(s) {

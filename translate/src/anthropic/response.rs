@@ -188,7 +188,7 @@ pub fn write(response: &Response<'_>, cx: Context<'_>, out: &mut Vec<u8>) -> Res
             out.push(b',');
         }
         saw_tool |= matches!(block, Block::ToolCall { .. });
-        super::request::write_block(block, "choices[0].message", out)?;
+        super::request::write_block(block, &"choices[0].message", out)?;
     }
     if let Some(refusal) = &response.refusal {
         if !first {

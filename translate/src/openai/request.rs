@@ -210,6 +210,7 @@ pub fn parse(body: &[u8]) -> Result<Request<'_>, Error> {
     request.response_format = parse_response_format(wire.response_format)?;
     request.tools = parse_tools(wire.tools)?;
     request.tool_choice = wire.tool_choice.map(parse_tool_choice).transpose()?;
+    request.messages.reserve(messages.len());
     for (i, message) in messages.into_iter().enumerate() {
         add_message(&mut request, i, message)?;
     }
