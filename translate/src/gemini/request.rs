@@ -10,11 +10,11 @@
 //! - Same-role neighbours are merged into one content and empty turns are
 //!   left out (case 10); user turns are `user`, assistant turns `model`.
 //! - Tool results become `functionResponse` parts of a user turn, in the
-//!   order they came (OpenAI's parser already puts them before the turn's
-//!   text). Gemini matches them to calls by name, which OpenAI's `tool`
-//!   messages lack: the name is recovered from the assistant turn that made
-//!   the call with that id, and an id no earlier call has is a 400
-//!   (case 23). No ids are sent, as the Developer API matches by name.
+//!   order of their calls (case 2): Gemini matches responses to calls by
+//!   name, and calls of the same name by position. OpenAI's `tool` messages
+//!   carry no name: it is recovered from the assistant turn that made the
+//!   call with that id, and an id no earlier call has is a 400 (case 23).
+//!   No ids are sent, as the Developer API matches by name.
 //! - A tool result whose text is a JSON object is sent as that object; any
 //!   other text becomes `{"output": text}`, and an error result
 //!   (Anthropic's `is_error`) `{"error": text}` (case 24). Images and
@@ -114,7 +114,7 @@ fn write_contents(messages: &[Message<'_>], out: &mut Vec<u8>) -> Result<(), Err
     let mut open: Option<Role> = None;
     for (i, message) in messages.iter().enumerate() {
         let path = format!("messages[{i}]");
-        for block in message.blocks.iter().filter(|b| is_part(b)) {
+        for block in in_call_order(message, &messages[..i]) {
             if open == Some(message.role) {
                 out.push(b',');
             } else {
@@ -137,6 +137,20 @@ fn write_contents(messages: &[Message<'_>], out: &mut Vec<u8>) -> Result<(), Err
         }
         None => Err(Error::invalid("messages", "the conversation has no content to send")),
     }
+}
+
+/// A turn's parts, its leading tool results sorted in the order of their
+/// calls (results of unknown calls first: writing them fails).
+fn in_call_order<'m, 'a>(message: &'m Message<'a>, history: &[Message<'a>]) -> Vec<&'m Block<'a>> {
+    let mut blocks: Vec<&Block<'a>> = message.blocks.iter().filter(|b| is_part(b)).collect();
+    let results = blocks.iter().take_while(|b| matches!(b, Block::ToolResult { .. })).count();
+    if results > 1 {
+        blocks[..results].sort_by_key(|b| match b {
+            Block::ToolResult { id, .. } => find_call(history, id).map(|(at, _)| at),
+            _ => None,
+        });
+    }
+    blocks
 }
 
 /// One part. `history` is the conversation before the block's turn, where
@@ -163,10 +177,10 @@ fn write_part(block: &Block<'_>, history: &[Message<'_>], path: &str, out: &mut 
             out.push(b'}');
         }
         Block::ToolResult { id, content, is_error, .. } => {
-            let name = call_name(history, id).ok_or_else(|| {
+            let (_, name) = find_call(history, id).ok_or_else(|| {
                 Error::invalid(
                     path.to_owned(),
-                    format!("{path}: no earlier assistant message has a tool call with id {}", id.json()),
+                    format!("no earlier assistant message has a tool call with id {}", id.json()),
                 )
             })?;
             out.extend_from_slice(b"{\"functionResponse\":{\"name\":");
@@ -181,15 +195,14 @@ fn write_part(block: &Block<'_>, history: &[Message<'_>], path: &str, out: &mut 
     Ok(())
 }
 
-/// The name of the latest call with this id.
-fn call_name<'r, 'a>(history: &'r [Message<'a>], id: &Raw<'_>) -> Option<&'r Raw<'a>> {
-    let calls = history.iter().rev().filter(|m| m.role == Role::Assistant).flat_map(|m| m.blocks.iter());
-    calls
-        .filter_map(|b| match b {
-            Block::ToolCall { id: call, name, .. } if same_string(call, id) => Some(name),
-            _ => None,
-        })
-        .next()
+/// The latest call with this id: its position (turn, block) and its name.
+fn find_call<'r, 'a>(history: &'r [Message<'a>], id: &Raw<'_>) -> Option<((usize, usize), &'r Raw<'a>)> {
+    let turns = history.iter().enumerate().rev().filter(|(_, m)| m.role == Role::Assistant);
+    let mut blocks = turns.flat_map(|(i, m)| m.blocks.iter().enumerate().map(move |(j, b)| ((i, j), b)));
+    blocks.find_map(|(at, b)| match b {
+        Block::ToolCall { id: call, name, .. } if same_string(call, id) => Some((at, name)),
+        _ => None,
+    })
 }
 
 /// Two string literals with the same text, however they are escaped.
@@ -226,7 +239,7 @@ fn write_response(content: &ToolContent<'_>, is_error: bool, path: &str, out: &m
                     _ => {
                         return Err(Error::invalid(
                             path.to_owned(),
-                            format!("{path}: a tool result sent to this provider may hold text only"),
+                            "a tool result sent to this provider may hold text only",
                         ));
                     }
                 }
