@@ -269,12 +269,13 @@ struct ErrorWire<'a> {
 
 #[derive(Deserialize)]
 struct ErrorInner<'a> {
-    #[serde(default)]
-    code: Option<u16>,
+    /// Raw, so that an odd type (a string code) does not hide the message.
     #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
+    code: Option<Raw<'a>>,
     #[serde(borrow, default)]
-    status: Option<Cow<'a, str>>,
+    message: Option<Raw<'a>>,
+    #[serde(borrow, default)]
+    status: Option<Raw<'a>>,
     /// Searched for the `API_KEY_INVALID` reason only.
     #[serde(borrow, default)]
     details: Option<Raw<'a>>,
@@ -282,17 +283,17 @@ struct ErrorInner<'a> {
 
 impl ErrorInner<'_> {
     fn into_provider_error(self, status: u16, body: &[u8]) -> ProviderError {
-        let message = self.message.map(Cow::into_owned).unwrap_or_else(|| excerpt(body));
+        let message = self.message.as_ref().and_then(Raw::decode_string).map(Cow::into_owned);
+        let message = message.unwrap_or_else(|| excerpt(body));
+        let name = self.status.as_ref().and_then(Raw::decode_string);
         let bad_key = self.details.as_ref().is_some_and(|d| d.json().contains("API_KEY_INVALID"))
             || message.contains("API key not valid");
         // Mid-stream errors come with the 200 of the stream: the body's code says more.
-        let status = if (200..300).contains(&status) { self.code.unwrap_or(500) } else { status };
-        let kind = if bad_key {
-            ErrorKind::Authentication
-        } else {
-            kind_of_status(self.status.as_deref().unwrap_or(""), status)
-        };
-        let code = if bad_key { Some("API_KEY_INVALID".to_owned()) } else { self.status.map(Cow::into_owned) };
+        let code = self.code.as_ref().and_then(Raw::as_u64).and_then(|c| u16::try_from(c).ok());
+        let status = if (200..300).contains(&status) { code.unwrap_or(500) } else { status };
+        let kind =
+            if bad_key { ErrorKind::Authentication } else { kind_of_status(name.as_deref().unwrap_or(""), status) };
+        let code = if bad_key { Some("API_KEY_INVALID".to_owned()) } else { name.map(Cow::into_owned) };
         ProviderError { kind, message, code }
     }
 }
@@ -361,6 +362,22 @@ mod tests {
         assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Server, "<html>oops</html>"));
         let e = parse_error(400, b"[]");
         assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        let e = parse_error(200, br#"{"error":{"code":"429","message":7,"status":null}}"#);
+        assert_eq!((e.kind, e.code), (ErrorKind::Server, None));
+        let e = parse_error(429, br#"{"error":{"code":99999999999,"message":"slow \u00e9"}}"#);
+        assert_eq!((e.kind, e.message.as_str()), (ErrorKind::RateLimit, "slow é"));
+    }
+
+    #[test]
+    fn every_prefix_of_an_answer_parses_or_fails_without_panic() {
+        let body = br#"{"candidates":[{"content":{"parts":[{"text":"t","thought":true,"thoughtSignature":"s"},{"functionCall":{"name":"f","args":{"a":1}}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1,"thoughtsTokenCount":2},"responseId":"r"}"#;
+        for cut in 0..body.len() {
+            let _ = parse(&body[..cut]);
+            let _ = parse_error(400, &body[..cut]);
+        }
+        let whole = parse(body).unwrap();
+        assert_eq!(whole.finish, Some(Finish::ToolCalls));
+        assert_eq!(whole.usage.map(|u| (u.completion_tokens, u.reasoning_tokens)), Some((2, 2)));
     }
 
     #[test]

@@ -168,6 +168,57 @@ mod tests {
         );
     }
 
+    fn context() -> crate::stream::Context {
+        crate::stream::Context {
+            id: "gen-1".into(),
+            model: "m".into(),
+            created: 0,
+            include_usage: true,
+            json_tool: false,
+        }
+    }
+
+    fn translate(input: &[u8]) -> (crate::stream::State, String) {
+        use crate::stream::{ClientDialect, Dialect, Translator};
+        let mut t = Translator::with_client(Dialect::Gemini, ClientDialect::OpenAi, context());
+        let mut out = Vec::new();
+        t.feed(input, &mut out);
+        let state = t.end(&mut out);
+        (state, String::from_utf8(out).unwrap())
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"h\\u00e9\"}]}}],\"responseId\":\"r\"}\r\n\r\n",
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{\"a\":[1]}}}]},",
+        "\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":1}}\r\n\r\n",
+    );
+
+    #[test]
+    fn the_end_of_the_body_is_a_normal_end_only_after_a_finish() {
+        use crate::stream::State;
+        let (state, out) = translate(STREAM.as_bytes());
+        assert_eq!(state, State::Done, "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        let cut = STREAM.find("data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall").unwrap();
+        let (state, out) = translate(&STREAM.as_bytes()[..cut]);
+        assert_eq!(state, State::Failed, "{out}");
+    }
+
+    #[test]
+    fn every_prefix_of_a_stream_ends_without_panic() {
+        for cut in 0..=STREAM.len() {
+            let (state, _) = translate(&STREAM.as_bytes()[..cut]);
+            assert_ne!(state, crate::stream::State::Open, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "provider dialect")]
+    fn gemini_is_never_a_client_dialect() {
+        use crate::stream::{Dialect, Translator};
+        let _ = Translator::new(Dialect::OpenAi, Dialect::Gemini, context());
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut d = Decoder::new();
