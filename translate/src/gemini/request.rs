@@ -45,8 +45,8 @@
 //!   `responseJsonSchema` untouched (case 28). Tool parameters go in
 //!   `parametersJsonSchema`, also plain JSON Schema, so keywords that
 //!   Gemini's OpenAPI-subset `parameters` refuses pass.
-//! - `parallel_tool_calls` and `user` are dropped: Gemini has neither
-//!   (case 22). `n > 1` is refused by the front door's parser, since the
+//! - `parallel_tool_calls`, `user` and Anthropic's `cache_control` are
+//!   dropped: Gemini has none of them (case 22). `n > 1` is refused by the front door's parser, since the
 //!   canonical answer has one choice, so `candidateCount` is never sent
 //!   (case 31).
 //! - A conversation that ends with an assistant turn (a prefill) is sent as
