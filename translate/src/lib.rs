@@ -13,6 +13,9 @@
 //!   arbitrarily cut network reads, without allocating once warm.
 //! - [`eventstream`]: the same for AWS's binary `vnd.amazon.eventstream`
 //!   frames (Bedrock streaming), with both CRCs checked.
+//! - [`anthropic`] and [`gemini`]: the other dialects, through the canonical
+//!   form of [`canon`]. Gemini is provider-side only: requests are written
+//!   for it, answers, streams and errors read from it.
 //!
 //! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
 //! built on the same two pieces.
@@ -21,6 +24,7 @@ pub mod anthropic;
 pub mod canon;
 pub mod error;
 pub mod eventstream;
+pub mod gemini;
 pub mod openai;
 pub mod raw;
 pub mod sse;
@@ -45,6 +49,8 @@ pub struct Usage {
 pub enum Target {
     OpenAi(openai::request::Flavor),
     Anthropic(anthropic::request::Options),
+    /// The model goes in the URL: see [`gemini::path`].
+    Gemini(gemini::request::Options),
 }
 
 /// What the response side needs to know of how a request was written.
@@ -60,7 +66,13 @@ pub fn parse_request(dialect: stream::Dialect, body: &[u8]) -> Result<canon::Req
     match dialect {
         stream::Dialect::OpenAi => openai::request::parse(body),
         stream::Dialect::Anthropic => anthropic::request::parse(body),
+        stream::Dialect::Gemini => Err(not_a_front_door()),
     }
+}
+
+/// A provider-only dialect was named as a client's.
+fn not_a_front_door() -> error::Error {
+    error::Error::invalid("dialect", "no client speaks this dialect to corelay")
 }
 
 /// Writes a canonical request for a provider, naming `model`.
@@ -75,6 +87,7 @@ pub fn write_request(
         Target::Anthropic(options) => {
             anthropic::request::write(request, model, options, out).map(|w| Written { json_tool: w.json_tool })
         }
+        Target::Gemini(options) => gemini::request::write(request, options, out),
     }
 }
 
@@ -102,6 +115,7 @@ pub fn translate_response(
     let response = match from {
         stream::Dialect::OpenAi => openai::response::parse(body),
         stream::Dialect::Anthropic => anthropic::response::parse(body, cx.written.json_tool),
+        stream::Dialect::Gemini => gemini::response::parse(body),
     }
     .map_err(|e| match e {
         error::Error::Json(m) => error::Error::Provider(m),
@@ -115,6 +129,7 @@ pub fn translate_response(
         stream::Dialect::Anthropic => {
             anthropic::response::write(&response, anthropic::response::Context { id: cx.id, model: cx.model }, out)?;
         }
+        stream::Dialect::Gemini => return Err(not_a_front_door()),
     }
     Ok(response.usage)
 }
@@ -124,5 +139,6 @@ pub fn parse_error(from: stream::Dialect, status: u16, body: &[u8]) -> error::Pr
     match from {
         stream::Dialect::OpenAi => error::parse_openai_error(status, body),
         stream::Dialect::Anthropic => error::parse_anthropic_error(status, body),
+        stream::Dialect::Gemini => gemini::response::parse_error(status, body),
     }
 }

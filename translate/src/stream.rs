@@ -8,6 +8,16 @@
 //! that turns each event into canonical [`Event`]s, and an encoder of the
 //! client's dialect that writes them. Decoders and encoders keep their
 //! buffers between events, so a warm stream allocates nothing per event.
+//!
+//! Only front-door dialects have encoders ([`ClientDialect`]): a Gemini
+//! stream is read, never written. [`Translator::with_client`] says so in its
+//! type; [`Translator::new`] takes any [`Dialect`] and panics on a
+//! provider-only one, which is a programmer's error.
+//!
+//! Most dialects end a stream with a terminator ([`Step::Done`]). Gemini
+//! does not: its stream ends with the HTTP body. Its decoder says
+//! [`Step::Complete`] once the answer is whole, and [`Translator::end`]
+//! takes the end of the body as a normal end only then.
 
 use crate::Usage;
 use crate::canon::Event;
@@ -19,6 +29,28 @@ use crate::sse::{Piece, Splitter};
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    /// Provider side only.
+    Gemini,
+}
+
+/// The dialects clients speak to corelay: the front doors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientDialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl TryFrom<Dialect> for ClientDialect {
+    /// The provider-only dialect given.
+    type Error = Dialect;
+
+    fn try_from(dialect: Dialect) -> Result<ClientDialect, Dialect> {
+        match dialect {
+            Dialect::OpenAi => Ok(ClientDialect::OpenAi),
+            Dialect::Anthropic => Ok(ClientDialect::Anthropic),
+            other => Err(other),
+        }
+    }
 }
 
 /// What the encoder needs to know that the stream does not say.
@@ -43,6 +75,19 @@ pub const EVENT_BYTES_MAX: usize = 4 << 20;
 enum Decoder {
     OpenAi(crate::openai::stream::Decoder),
     Anthropic(crate::anthropic::stream::Decoder),
+    Gemini(crate::gemini::stream::Decoder),
+}
+
+impl Decoder {
+    /// The JSON an event carries: its `data:` line. Gemini also sends errors
+    /// after the 200 as bare JSON objects.
+    fn payload<'e>(&self, event: &'e [u8]) -> Option<&'e [u8]> {
+        match (crate::sse::single_data(event), self) {
+            (Some(data), _) => Some(data),
+            (None, Decoder::Gemini(_)) => Some(event.trim_ascii()).filter(|e| e.starts_with(b"{")),
+            (None, _) => None,
+        }
+    }
 }
 
 enum Encoder {
@@ -84,20 +129,42 @@ pub struct Translator {
     encoder: Encoder,
     state: State,
     usage: Option<Usage>,
+    /// The decoder said the answer is whole ([`Step::Complete`]).
+    complete: bool,
 }
 
 impl Translator {
     /// A translator from a provider speaking `from` to a client speaking `to`.
+    ///
+    /// # Panics
+    /// When `to` is a provider-only dialect (Gemini): no client speaks it.
+    /// [`Translator::with_client`] rules that out by its type.
     pub fn new(from: Dialect, to: Dialect, cx: Context) -> Translator {
+        match ClientDialect::try_from(to) {
+            Ok(to) => Translator::with_client(from, to, cx),
+            Err(to) => panic!("{to:?} is a provider dialect: no client speaks it"),
+        }
+    }
+
+    /// A translator from a provider speaking `from` to a client speaking `to`.
+    pub fn with_client(from: Dialect, to: ClientDialect, cx: Context) -> Translator {
         let decoder = match from {
             Dialect::OpenAi => Decoder::OpenAi(crate::openai::stream::Decoder::new(cx.json_tool)),
             Dialect::Anthropic => Decoder::Anthropic(crate::anthropic::stream::Decoder::new(cx.json_tool)),
+            Dialect::Gemini => Decoder::Gemini(crate::gemini::stream::Decoder::new()),
         };
         let encoder = match to {
-            Dialect::OpenAi => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
-            Dialect::Anthropic => Encoder::Anthropic(crate::anthropic::stream::Encoder::new(cx)),
+            ClientDialect::OpenAi => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
+            ClientDialect::Anthropic => Encoder::Anthropic(crate::anthropic::stream::Encoder::new(cx)),
         };
-        Translator { splitter: Splitter::new(EVENT_BYTES_MAX), decoder, encoder, state: State::Open, usage: None }
+        Translator {
+            splitter: Splitter::new(EVENT_BYTES_MAX),
+            decoder,
+            encoder,
+            state: State::Open,
+            usage: None,
+            complete: false,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -114,7 +181,7 @@ impl Translator {
         if self.state != State::Open {
             return self.state;
         }
-        let Translator { splitter, decoder, encoder, state, usage } = self;
+        let Translator { splitter, decoder, encoder, state, usage, complete } = self;
         splitter.feed(bytes, |piece| {
             if *state != State::Open {
                 return;
@@ -126,7 +193,7 @@ impl Translator {
                     return;
                 }
             };
-            let Some(data) = crate::sse::single_data(event) else { return };
+            let Some(data) = decoder.payload(event) else { return };
             let mut sink = |e: Event<'_>| {
                 match &e {
                     Event::Usage(u) | Event::Start { usage: Some(u), .. } => *usage = Some(*u),
@@ -138,9 +205,11 @@ impl Translator {
             let step = match decoder {
                 Decoder::OpenAi(d) => d.decode(data, &mut sink),
                 Decoder::Anthropic(d) => d.decode(data, &mut sink),
+                Decoder::Gemini(d) => d.decode(data, &mut sink),
             };
             match step {
                 Ok(Step::More) => {}
+                Ok(Step::Complete) => *complete = true,
                 Ok(Step::Done) if *state == State::Open => {
                     encoder.finish(out);
                     *state = State::Done;
@@ -163,9 +232,18 @@ impl Translator {
     }
 
     /// The provider closed the stream. A stream that ended without its
-    /// dialect's terminator is reported to the client as an error, so that
-    /// a cut answer is never taken for a whole one.
+    /// dialect's terminator, or before its decoder said the answer was
+    /// whole, is reported to the client as an error, so that a cut answer is
+    /// never taken for a whole one.
     pub fn end(&mut self, out: &mut Vec<u8>) -> State {
+        if self.state == State::Open && matches!(self.decoder, Decoder::Gemini(_)) {
+            // Gemini's last event may lack its blank line: the body's end ends it.
+            self.feed(b"\n\n", out);
+        }
+        if self.state == State::Open && self.complete {
+            self.encoder.finish(out);
+            self.state = State::Done;
+        }
         if self.state == State::Open {
             let Translator { encoder, state, .. } = self;
             fail(encoder, state, out, "the provider closed the stream before it was complete");
@@ -185,4 +263,7 @@ pub enum Step {
     More,
     /// The provider's terminator: nothing more will come.
     Done,
+    /// The answer is whole (Gemini's `finishReason`): more events may still
+    /// come, and the end of the body is a normal end.
+    Complete,
 }

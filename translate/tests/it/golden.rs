@@ -14,7 +14,8 @@
 //!   HTTP status.
 //!
 //! Leading lines starting with `#` are options: `# json_tool`,
-//! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`.
+//! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`,
+//! `# thinking_level` (Gemini 3's `thinkingLevel` instead of a budget).
 //! A translation that fails is written as `ERROR <param>: <message>`.
 //! `UPDATE_EXPECT=1 cargo test -p translate` rewrites the expectations;
 //! review their diff like code.
@@ -75,6 +76,7 @@ fn dialect(name: &str) -> Option<Dialect> {
     match name {
         "openai" => Some(Dialect::OpenAi),
         "anthropic" => Some(Dialect::Anthropic),
+        "gemini" => Some(Dialect::Gemini),
         _ => None,
     }
 }
@@ -136,6 +138,7 @@ fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -
                 error.write_anthropic(&mut out);
                 error.kind.anthropic_status()
             }
+            Dialect::Gemini => panic!("{name}: no client speaks gemini"),
         };
         format!("{status}\n{}\n", String::from_utf8(out).unwrap())
     } else {
@@ -155,6 +158,13 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
         }),
         Dialect::Anthropic => Target::Anthropic(translate::anthropic::request::Options {
             max_tokens_default: option_u64(options, "max_tokens_default").unwrap_or(4096),
+        }),
+        Dialect::Gemini => Target::Gemini(translate::gemini::request::Options {
+            thinking: if has(options, "thinking_level") {
+                translate::gemini::request::Thinking::Level
+            } else {
+                translate::gemini::request::Thinking::Budget
+            },
         }),
     };
     let mut out = Vec::new();
