@@ -13,11 +13,14 @@
 //!   arbitrarily cut network reads, without allocating once warm.
 //! - [`eventstream`]: the same for AWS's binary `vnd.amazon.eventstream`
 //!   frames (Bedrock streaming), with both CRCs checked.
+//! - [`bedrock`]: the Bedrock Converse dialect, provider side only: requests
+//!   written, responses, streams and errors read, and the model's path.
 //!
 //! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
 //! built on the same two pieces.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod canon;
 pub mod error;
 pub mod eventstream;
@@ -45,6 +48,8 @@ pub struct Usage {
 pub enum Target {
     OpenAi(openai::request::Flavor),
     Anthropic(anthropic::request::Options),
+    /// The model goes in the path ([`bedrock::path`]), not the body.
+    Bedrock(bedrock::request::Options),
 }
 
 /// What the response side needs to know of how a request was written.
@@ -60,7 +65,13 @@ pub fn parse_request(dialect: stream::Dialect, body: &[u8]) -> Result<canon::Req
     match dialect {
         stream::Dialect::OpenAi => openai::request::parse(body),
         stream::Dialect::Anthropic => anthropic::request::parse(body),
+        stream::Dialect::Bedrock => Err(not_a_client_dialect()),
     }
+}
+
+/// Bedrock is only ever a provider: nobody calls corelay in Converse.
+fn not_a_client_dialect() -> error::Error {
+    error::Error::invalid("dialect", "Bedrock Converse is a provider dialect, not a client one")
 }
 
 /// Writes a canonical request for a provider, naming `model`.
@@ -75,6 +86,7 @@ pub fn write_request(
         Target::Anthropic(options) => {
             anthropic::request::write(request, model, options, out).map(|w| Written { json_tool: w.json_tool })
         }
+        Target::Bedrock(options) => bedrock::request::write(request, options, out),
     }
 }
 
@@ -102,6 +114,7 @@ pub fn translate_response(
     let response = match from {
         stream::Dialect::OpenAi => openai::response::parse(body),
         stream::Dialect::Anthropic => anthropic::response::parse(body, cx.written.json_tool),
+        stream::Dialect::Bedrock => bedrock::response::parse(body),
     }
     .map_err(|e| match e {
         error::Error::Json(m) => error::Error::Provider(m),
@@ -115,14 +128,18 @@ pub fn translate_response(
         stream::Dialect::Anthropic => {
             anthropic::response::write(&response, anthropic::response::Context { id: cx.id, model: cx.model }, out)?;
         }
+        stream::Dialect::Bedrock => return Err(not_a_client_dialect()),
     }
     Ok(response.usage)
 }
 
-/// Reads a provider's error body in its dialect.
+/// Reads a provider's error body in its dialect. Bedrock names the error
+/// in a header: [`bedrock::response::parse_error`] takes it and maps best;
+/// here the body's `__type` and the status are all there is.
 pub fn parse_error(from: stream::Dialect, status: u16, body: &[u8]) -> error::ProviderError {
     match from {
         stream::Dialect::OpenAi => error::parse_openai_error(status, body),
         stream::Dialect::Anthropic => error::parse_anthropic_error(status, body),
+        stream::Dialect::Bedrock => bedrock::response::parse_error(status, body, None),
     }
 }

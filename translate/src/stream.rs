@@ -3,11 +3,17 @@
 //! A [`Translator`] is the state machine for one stream. The gateway feeds it
 //! the provider's bytes as they arrive, cut anywhere, and sends what it
 //! appends to `out` to the client. Inside, three pieces run in a line:
-//! framing (server-sent events here; Bedrock's binary event stream and
+//! framing (server-sent events, or Bedrock's binary event-stream frames;
 //! Ollama's lines plug in the same way), a decoder of the provider's dialect
 //! that turns each event into canonical [`Event`]s, and an encoder of the
 //! client's dialect that writes them. Decoders and encoders keep their
 //! buffers between events, so a warm stream allocates nothing per event.
+//!
+//! A stream ends one of two ways: the decoder sees its dialect's terminator
+//! ([`Step::Done`]: OpenAI's `[DONE]`, Anthropic's `message_stop`), or the
+//! provider closes the connection ([`Translator::end`]) after the decoder
+//! says the answer is whole (`ended_cleanly`: Bedrock after `messageStop`,
+//! whose usage follows it). Any other end is a cut answer and a failure.
 
 use crate::Usage;
 use crate::canon::Event;
@@ -19,6 +25,8 @@ use crate::sse::{Piece, Splitter};
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    /// AWS Bedrock Converse; a provider dialect only, never a client's.
+    Bedrock,
 }
 
 /// What the encoder needs to know that the stream does not say.
@@ -40,9 +48,37 @@ pub struct Context {
 /// The longest provider event accepted, in bytes.
 pub const EVENT_BYTES_MAX: usize = 4 << 20;
 
+/// How the provider's bytes are cut into events, by its dialect.
+enum Framing {
+    Sse(Splitter),
+    EventStream(crate::eventstream::Decoder),
+}
+
+impl Framing {
+    /// No bytes of an unfinished event are held.
+    fn is_empty(&self) -> bool {
+        match self {
+            Framing::Sse(s) => s.pending().trim_ascii().is_empty(),
+            Framing::EventStream(d) => d.pending_bytes() == 0,
+        }
+    }
+}
+
 enum Decoder {
     OpenAi(crate::openai::stream::Decoder),
     Anthropic(crate::anthropic::stream::Decoder),
+    Bedrock(crate::bedrock::stream::Decoder),
+}
+
+impl Decoder {
+    /// The end of input after what was decoded so far is the stream's
+    /// normal end (dialects without a terminator).
+    fn ended_cleanly(&self) -> bool {
+        match self {
+            Decoder::OpenAi(_) | Decoder::Anthropic(_) => false,
+            Decoder::Bedrock(d) => d.ended_cleanly(),
+        }
+    }
 }
 
 enum Encoder {
@@ -79,7 +115,7 @@ pub enum State {
 
 /// One stream's translation. See the module docs.
 pub struct Translator {
-    splitter: Splitter,
+    framing: Framing,
     decoder: Decoder,
     encoder: Encoder,
     state: State,
@@ -88,16 +124,24 @@ pub struct Translator {
 
 impl Translator {
     /// A translator from a provider speaking `from` to a client speaking `to`.
+    /// `to` is a client dialect: Bedrock is not one, and is answered in
+    /// OpenAI's (a caller's bug, asserted in debug builds).
     pub fn new(from: Dialect, to: Dialect, cx: Context) -> Translator {
-        let decoder = match from {
-            Dialect::OpenAi => Decoder::OpenAi(crate::openai::stream::Decoder::new(cx.json_tool)),
-            Dialect::Anthropic => Decoder::Anthropic(crate::anthropic::stream::Decoder::new(cx.json_tool)),
+        debug_assert_ne!(to, Dialect::Bedrock, "Bedrock is not a client dialect");
+        let sse = || Framing::Sse(Splitter::new(EVENT_BYTES_MAX));
+        let (framing, decoder) = match from {
+            Dialect::OpenAi => (sse(), Decoder::OpenAi(crate::openai::stream::Decoder::new(cx.json_tool))),
+            Dialect::Anthropic => (sse(), Decoder::Anthropic(crate::anthropic::stream::Decoder::new(cx.json_tool))),
+            Dialect::Bedrock => (
+                Framing::EventStream(crate::eventstream::Decoder::new()),
+                Decoder::Bedrock(crate::bedrock::stream::Decoder::new()),
+            ),
         };
         let encoder = match to {
-            Dialect::OpenAi => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
+            Dialect::OpenAi | Dialect::Bedrock => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
             Dialect::Anthropic => Encoder::Anthropic(crate::anthropic::stream::Encoder::new(cx)),
         };
-        Translator { splitter: Splitter::new(EVENT_BYTES_MAX), decoder, encoder, state: State::Open, usage: None }
+        Translator { framing, decoder, encoder, state: State::Open, usage: None }
     }
 
     pub fn state(&self) -> State {
@@ -114,41 +158,44 @@ impl Translator {
         if self.state != State::Open {
             return self.state;
         }
-        let Translator { splitter, decoder, encoder, state, usage } = self;
-        splitter.feed(bytes, |piece| {
-            if *state != State::Open {
-                return;
-            }
-            let event = match piece {
-                Piece::Event(e) => e,
-                Piece::Overflow => {
-                    fail(encoder, state, out, "the provider sent an event larger than 4 MiB");
+        let Translator { framing, decoder, encoder, state, usage } = self;
+        let mut output = Output { encoder, state, usage, out };
+        match framing {
+            Framing::Sse(splitter) => splitter.feed(bytes, |piece| {
+                if *output.state != State::Open {
                     return;
                 }
-            };
-            let Some(data) = crate::sse::single_data(event) else { return };
-            let mut sink = |e: Event<'_>| {
-                match &e {
-                    Event::Usage(u) | Event::Start { usage: Some(u), .. } => *usage = Some(*u),
-                    Event::Error(_) => *state = State::Failed,
-                    _ => {}
+                let event = match piece {
+                    Piece::Event(e) => e,
+                    Piece::Overflow => return output.fail("the provider sent an event larger than 4 MiB"),
+                };
+                let Some(data) = crate::sse::single_data(event) else { return };
+                let step = match decoder {
+                    Decoder::OpenAi(d) => d.decode(data, &mut |e| output.event(e)),
+                    Decoder::Anthropic(d) => d.decode(data, &mut |e| output.event(e)),
+                    Decoder::Bedrock(_) => Err("a Bedrock stream cannot be read as server-sent events".to_owned()),
+                };
+                output.step(step);
+            }),
+            Framing::EventStream(frames) => {
+                frames.feed(bytes);
+                while *output.state == State::Open {
+                    let frame = match frames.next_frame() {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => {
+                            output.fail(&format!("the provider's event stream is corrupt: {e}"));
+                            break;
+                        }
+                    };
+                    let step = match decoder {
+                        Decoder::Bedrock(d) => d.decode(&frame, &mut |e| output.event(e)),
+                        _ => Err("this provider's stream cannot be read as event-stream frames".to_owned()),
+                    };
+                    output.step(step);
                 }
-                encoder.event(&e, out);
-            };
-            let step = match decoder {
-                Decoder::OpenAi(d) => d.decode(data, &mut sink),
-                Decoder::Anthropic(d) => d.decode(data, &mut sink),
-            };
-            match step {
-                Ok(Step::More) => {}
-                Ok(Step::Done) if *state == State::Open => {
-                    encoder.finish(out);
-                    *state = State::Done;
-                }
-                Ok(Step::Done) => {}
-                Err(message) => fail(encoder, state, out, &message),
             }
-        });
+        }
         self.state
     }
 
@@ -163,20 +210,58 @@ impl Translator {
     }
 
     /// The provider closed the stream. A stream that ended without its
-    /// dialect's terminator is reported to the client as an error, so that
+    /// dialect's terminator, or before its decoder says the answer is whole
+    /// (see the module docs), is reported to the client as an error, so that
     /// a cut answer is never taken for a whole one.
     pub fn end(&mut self, out: &mut Vec<u8>) -> State {
         if self.state == State::Open {
-            let Translator { encoder, state, .. } = self;
-            fail(encoder, state, out, "the provider closed the stream before it was complete");
+            let Translator { framing, decoder, encoder, state, usage } = self;
+            let mut output = Output { encoder, state, usage, out };
+            if decoder.ended_cleanly() && framing.is_empty() {
+                output.step(Ok(Step::Done));
+            } else {
+                output.fail("the provider closed the stream before it was complete");
+            }
         }
         self.state
     }
 }
 
-fn fail(encoder: &mut Encoder, state: &mut State, out: &mut Vec<u8>, message: &str) {
-    encoder.event(&Event::Error(ProviderError::new(ErrorKind::Server, message)), out);
-    *state = State::Failed;
+/// The client side of a translator while it decodes: where events go.
+struct Output<'t> {
+    encoder: &'t mut Encoder,
+    state: &'t mut State,
+    usage: &'t mut Option<Usage>,
+    out: &'t mut Vec<u8>,
+}
+
+impl Output<'_> {
+    fn event(&mut self, e: Event<'_>) {
+        match &e {
+            Event::Usage(u) | Event::Start { usage: Some(u), .. } => *self.usage = Some(*u),
+            Event::Error(_) => *self.state = State::Failed,
+            _ => {}
+        }
+        self.encoder.event(&e, self.out);
+    }
+
+    /// What the decoder said after an event.
+    fn step(&mut self, step: Result<Step, String>) {
+        match step {
+            Ok(Step::More) => {}
+            Ok(Step::Done) if *self.state == State::Open => {
+                self.encoder.finish(self.out);
+                *self.state = State::Done;
+            }
+            Ok(Step::Done) => {}
+            Err(message) => self.fail(&message),
+        }
+    }
+
+    fn fail(&mut self, message: &str) {
+        self.encoder.event(&Event::Error(ProviderError::new(ErrorKind::Server, message)), self.out);
+        *self.state = State::Failed;
+    }
 }
 
 /// What a decoder says after an event.
