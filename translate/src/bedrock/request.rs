@@ -44,6 +44,8 @@
 //! - Anthropic `cache_control` on a block, system block or tool becomes a
 //!   `cachePoint` after it (its `ttl` kept); the top-level automatic
 //!   `cache_control` has no Converse form and is dropped.
+//! - Within a user turn, tool results are written before the other blocks
+//!   (as Claude requires), each group in the client's order.
 //! - A conversation ending with an assistant turn (prefill) is sent as it
 //!   is: Claude models continue it; what other models do is theirs.
 
@@ -219,7 +221,10 @@ impl BlockWriter {
                 open = Some(message.role);
             }
             let path = format!("messages[{i}]");
-            for (j, block) in message.blocks.iter().enumerate() {
+            let is_result = |b: &&Block<'_>| matches!(b, Block::ToolResult { .. });
+            let results = message.blocks.iter().filter(is_result);
+            let ordered = results.chain(message.blocks.iter().filter(|b| !is_result(b)));
+            for (j, block) in ordered.enumerate() {
                 if j > 0 {
                     out.push(b',');
                 }

@@ -188,3 +188,69 @@ impl Decoder {
 fn exception(frame: &Frame<'_>) -> ProviderError {
     super::response::parse_error(500, frame.payload, frame.exception_type())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::stream::{Context, Dialect, State, Translator};
+
+    /// The two frames of `bedrock.md` §5, hex-encoded there.
+    const DELTA_HI: &str = "0000009400000057b4ab9aee0b3a6576656e742d74797065070011636f6e74656e74426c6f636b44656c74610d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d747970650700056576656e747b22636f6e74656e74426c6f636b496e646578223a302c2264656c7461223a7b2274657874223a224869227d7d1f944657";
+    const THROTTLED: &str = "0000009100000061b3f180070f3a657863657074696f6e2d747970650700137468726f74746c696e67457863657074696f6e0d3a636f6e74656e742d747970650700106170706c69636174696f6e2f6a736f6e0d3a6d6573736167652d74797065070009657863657074696f6e7b226d657373616765223a2022546f6f206d616e79207265717565737473227d898cacc1";
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn translator() -> Translator {
+        let cx = Context { id: "gen-1".into(), model: "m".into(), created: 1, include_usage: false, json_tool: false };
+        Translator::new(Dialect::Bedrock, Dialect::OpenAi, cx)
+    }
+
+    #[test]
+    fn the_documented_vectors_cut_at_every_byte() {
+        let stream = [hex(DELTA_HI), hex(THROTTLED)].concat();
+        for cut in 1..stream.len() {
+            let mut t = translator();
+            let mut out = Vec::new();
+            t.feed(&stream[..cut], &mut out);
+            t.feed(&stream[cut..], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("\"delta\":{\"content\":\"Hi\"}"), "cut at {cut}: {text}");
+            assert!(text.ends_with(
+                "data: {\"error\":{\"message\":\"Too many requests\",\"type\":\"rate_limit_error\",\"param\":null,\"code\":\"ThrottlingException\"}}\n\n"
+            ));
+            assert_eq!(t.end(&mut Vec::new()), State::Failed);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_frame_fails_the_stream() {
+        let mut frame = hex(DELTA_HI);
+        let last = frame.len() - 1;
+        frame[last] ^= 1;
+        let mut t = translator();
+        let mut out = Vec::new();
+        assert_eq!(t.feed(&frame, &mut out), State::Failed);
+        assert!(String::from_utf8(out).unwrap().contains("event stream is corrupt: event-stream message CRC mismatch"));
+    }
+
+    #[test]
+    fn every_stop_reason_maps() {
+        use crate::canon::Finish;
+        let table = [
+            ("end_turn", Finish::Stop),
+            ("tool_use", Finish::ToolCalls),
+            ("max_tokens", Finish::Length),
+            ("stop_sequence", Finish::StopSequence),
+            ("guardrail_intervened", Finish::ContentFilter),
+            ("content_filtered", Finish::ContentFilter),
+            ("malformed_model_output", Finish::Stop),
+            ("malformed_tool_use", Finish::Stop),
+            ("model_context_window_exceeded", Finish::Length),
+            ("something_new", Finish::Stop),
+        ];
+        for (reason, finish) in table {
+            assert_eq!(super::finish_from_str(reason), finish, "{reason}");
+        }
+    }
+}
