@@ -184,36 +184,14 @@ fn settings() -> SigningSettings {
     settings
 }
 
-/// `/model/{model id}/{operation}`, the model id percent-encoded: every byte
-/// but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`), so `:` is
-/// `%3A` and the `/` of an ARN is `%2F`, as botocore encodes a path label.
-/// `operation` is `converse`, `converse-stream`, `invoke` or
-/// `invoke-with-response-stream`.
-///
-/// An id of only dots is encoded whole (`%2E`): raw, `.` or `..` would be a
-/// dot segment that the signature's path normalisation removes.
+/// `/model/{model id}/{operation}`, the model id percent-encoded (`:` is
+/// `%3A`, the `/` of an ARN `%2F`). The rule lives with the Bedrock dialect,
+/// [`translate::bedrock::model_path`], which also gives the chat paths
+/// ([`translate::bedrock::path`]); the tests here pin it against the
+/// signature vector. `operation` is `converse`, `converse-stream`, `invoke`
+/// or `invoke-with-response-stream`.
 pub fn model_path(model_id: &str, operation: &str) -> String {
-    let mut path = String::with_capacity("/model/".len() + model_id.len() * 3 + 1 + operation.len());
-    path.push_str("/model/");
-    let only_dots = model_id.bytes().all(|b| b == b'.');
-    for b in model_id.bytes() {
-        let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-        if unreserved && !only_dots {
-            path.push(char::from(b));
-        } else {
-            push_percent_encoded(&mut path, b);
-        }
-    }
-    path.push('/');
-    path.push_str(operation);
-    path
-}
-
-fn push_percent_encoded(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('%');
-    out.push(char::from(HEX[usize::from(b >> 4)]));
-    out.push(char::from(HEX[usize::from(b & 0xf)]));
+    translate::bedrock::model_path(model_id, operation)
 }
 
 #[cfg(test)]

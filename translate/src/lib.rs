@@ -16,11 +16,14 @@
 //! - [`anthropic`] and [`gemini`]: the other dialects, through the canonical
 //!   form of [`canon`]. Gemini is provider-side only: requests are written
 //!   for it, answers, streams and errors read from it.
+//! - [`bedrock`]: the Bedrock Converse dialect, provider side only: requests
+//!   written, responses, streams and errors read, and the model's path.
 //!
 //! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
 //! built on the same two pieces.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod canon;
 pub mod error;
 pub mod eventstream;
@@ -51,6 +54,8 @@ pub enum Target {
     Anthropic(anthropic::request::Options),
     /// The model goes in the URL: see [`gemini::path`].
     Gemini(gemini::request::Options),
+    /// The model goes in the path ([`bedrock::path`]), not the body.
+    Bedrock(bedrock::request::Options),
 }
 
 /// What the response side needs to know of how a request was written.
@@ -66,7 +71,7 @@ pub fn parse_request(dialect: stream::Dialect, body: &[u8]) -> Result<canon::Req
     match dialect {
         stream::Dialect::OpenAi => openai::request::parse(body),
         stream::Dialect::Anthropic => anthropic::request::parse(body),
-        stream::Dialect::Gemini => Err(not_a_front_door()),
+        stream::Dialect::Gemini | stream::Dialect::Bedrock => Err(not_a_front_door()),
     }
 }
 
@@ -88,6 +93,7 @@ pub fn write_request(
             anthropic::request::write(request, model, options, out).map(|w| Written { json_tool: w.json_tool })
         }
         Target::Gemini(options) => gemini::request::write(request, options, out),
+        Target::Bedrock(options) => bedrock::request::write(request, options, out),
     }
 }
 
@@ -116,6 +122,7 @@ pub fn translate_response(
         stream::Dialect::OpenAi => openai::response::parse(body),
         stream::Dialect::Anthropic => anthropic::response::parse(body, cx.written.json_tool),
         stream::Dialect::Gemini => gemini::response::parse(body),
+        stream::Dialect::Bedrock => bedrock::response::parse(body),
     }
     .map_err(|e| match e {
         error::Error::Json(m) => error::Error::Provider(m),
@@ -129,16 +136,19 @@ pub fn translate_response(
         stream::Dialect::Anthropic => {
             anthropic::response::write(&response, anthropic::response::Context { id: cx.id, model: cx.model }, out)?;
         }
-        stream::Dialect::Gemini => return Err(not_a_front_door()),
+        stream::Dialect::Gemini | stream::Dialect::Bedrock => return Err(not_a_front_door()),
     }
     Ok(response.usage)
 }
 
-/// Reads a provider's error body in its dialect.
+/// Reads a provider's error body in its dialect. Bedrock names the error
+/// in a header: [`bedrock::response::parse_error`] takes it and maps best;
+/// here the body's `__type` and the status are all there is.
 pub fn parse_error(from: stream::Dialect, status: u16, body: &[u8]) -> error::ProviderError {
     match from {
         stream::Dialect::OpenAi => error::parse_openai_error(status, body),
         stream::Dialect::Anthropic => error::parse_anthropic_error(status, body),
         stream::Dialect::Gemini => gemini::response::parse_error(status, body),
+        stream::Dialect::Bedrock => bedrock::response::parse_error(status, body, None),
     }
 }

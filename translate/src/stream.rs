@@ -3,21 +3,24 @@
 //! A [`Translator`] is the state machine for one stream. The gateway feeds it
 //! the provider's bytes as they arrive, cut anywhere, and sends what it
 //! appends to `out` to the client. Inside, three pieces run in a line:
-//! framing (server-sent events here; Bedrock's binary event stream and
+//! framing (server-sent events, or Bedrock's binary event-stream frames;
 //! Ollama's lines plug in the same way), a decoder of the provider's dialect
 //! that turns each event into canonical [`Event`]s, and an encoder of the
 //! client's dialect that writes them. Decoders and encoders keep their
 //! buffers between events, so a warm stream allocates nothing per event.
 //!
-//! Only front-door dialects have encoders ([`ClientDialect`]): a Gemini
-//! stream is read, never written. [`Translator::with_client`] says so in its
-//! type; [`Translator::new`] takes any [`Dialect`] and panics on a
+//! Only front-door dialects have encoders ([`ClientDialect`]): Gemini and
+//! Bedrock streams are read, never written. [`Translator::with_client`] says
+//! so in its type; [`Translator::new`] takes any [`Dialect`] and panics on a
 //! provider-only one, which is a programmer's error.
 //!
-//! Most dialects end a stream with a terminator ([`Step::Done`]). Gemini
-//! does not: its stream ends with the HTTP body. Its decoder says
-//! [`Step::Complete`] once the answer is whole, and [`Translator::end`]
-//! takes the end of the body as a normal end only then.
+//! A stream ends one of two ways: the decoder sees its dialect's terminator
+//! ([`Step::Done`]: OpenAI's `[DONE]`, Anthropic's `message_stop`), or the
+//! provider closes the connection ([`Translator::end`]) after the decoder
+//! says the answer is whole (`ended_cleanly`: Bedrock after `messageStop`,
+//! whose usage follows it; Gemini after a `finishReason`, which its decoder
+//! reports as [`Step::Complete`]). Any other end is a cut answer and a
+//! failure.
 
 use crate::Usage;
 use crate::canon::Event;
@@ -29,7 +32,9 @@ use crate::sse::{Piece, Splitter};
 pub enum Dialect {
     OpenAi,
     Anthropic,
-    /// Provider side only.
+    /// AWS Bedrock Converse; a provider dialect only, never a client's.
+    Bedrock,
+    /// Google Gemini; a provider dialect only.
     Gemini,
 }
 
@@ -72,9 +77,26 @@ pub struct Context {
 /// The longest provider event accepted, in bytes.
 pub const EVENT_BYTES_MAX: usize = 4 << 20;
 
+/// How the provider's bytes are cut into events, by its dialect.
+enum Framing {
+    Sse(Splitter),
+    EventStream(crate::eventstream::Decoder),
+}
+
+impl Framing {
+    /// No bytes of an unfinished event are held.
+    fn is_empty(&self) -> bool {
+        match self {
+            Framing::Sse(s) => s.pending().trim_ascii().is_empty(),
+            Framing::EventStream(d) => d.pending_bytes() == 0,
+        }
+    }
+}
+
 enum Decoder {
     OpenAi(crate::openai::stream::Decoder),
     Anthropic(crate::anthropic::stream::Decoder),
+    Bedrock(crate::bedrock::stream::Decoder),
     Gemini(crate::gemini::stream::Decoder),
 }
 
@@ -86,6 +108,15 @@ impl Decoder {
             (Some(data), _) => Some(data),
             (None, Decoder::Gemini(_)) => Some(event.trim_ascii()).filter(|e| e.starts_with(b"{")),
             (None, _) => None,
+        }
+    }
+
+    /// The end of input after what was decoded so far is the stream's
+    /// normal end (dialects without a terminator).
+    fn ended_cleanly(&self) -> bool {
+        match self {
+            Decoder::OpenAi(_) | Decoder::Anthropic(_) | Decoder::Gemini(_) => false,
+            Decoder::Bedrock(d) => d.ended_cleanly(),
         }
     }
 }
@@ -124,7 +155,7 @@ pub enum State {
 
 /// One stream's translation. See the module docs.
 pub struct Translator {
-    splitter: Splitter,
+    framing: Framing,
     decoder: Decoder,
     encoder: Encoder,
     state: State,
@@ -137,8 +168,8 @@ impl Translator {
     /// A translator from a provider speaking `from` to a client speaking `to`.
     ///
     /// # Panics
-    /// When `to` is a provider-only dialect (Gemini): no client speaks it.
-    /// [`Translator::with_client`] rules that out by its type.
+    /// When `to` is a provider-only dialect (Gemini, Bedrock): no client
+    /// speaks it. [`Translator::with_client`] rules that out by its type.
     pub fn new(from: Dialect, to: Dialect, cx: Context) -> Translator {
         match ClientDialect::try_from(to) {
             Ok(to) => Translator::with_client(from, to, cx),
@@ -148,23 +179,21 @@ impl Translator {
 
     /// A translator from a provider speaking `from` to a client speaking `to`.
     pub fn with_client(from: Dialect, to: ClientDialect, cx: Context) -> Translator {
-        let decoder = match from {
-            Dialect::OpenAi => Decoder::OpenAi(crate::openai::stream::Decoder::new(cx.json_tool)),
-            Dialect::Anthropic => Decoder::Anthropic(crate::anthropic::stream::Decoder::new(cx.json_tool)),
-            Dialect::Gemini => Decoder::Gemini(crate::gemini::stream::Decoder::new()),
+        let sse = || Framing::Sse(Splitter::new(EVENT_BYTES_MAX));
+        let (framing, decoder) = match from {
+            Dialect::OpenAi => (sse(), Decoder::OpenAi(crate::openai::stream::Decoder::new(cx.json_tool))),
+            Dialect::Anthropic => (sse(), Decoder::Anthropic(crate::anthropic::stream::Decoder::new(cx.json_tool))),
+            Dialect::Gemini => (sse(), Decoder::Gemini(crate::gemini::stream::Decoder::new())),
+            Dialect::Bedrock => (
+                Framing::EventStream(crate::eventstream::Decoder::new()),
+                Decoder::Bedrock(crate::bedrock::stream::Decoder::new()),
+            ),
         };
         let encoder = match to {
             ClientDialect::OpenAi => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
             ClientDialect::Anthropic => Encoder::Anthropic(crate::anthropic::stream::Encoder::new(cx)),
         };
-        Translator {
-            splitter: Splitter::new(EVENT_BYTES_MAX),
-            decoder,
-            encoder,
-            state: State::Open,
-            usage: None,
-            complete: false,
-        }
+        Translator { framing, decoder, encoder, state: State::Open, usage: None, complete: false }
     }
 
     pub fn state(&self) -> State {
@@ -181,43 +210,45 @@ impl Translator {
         if self.state != State::Open {
             return self.state;
         }
-        let Translator { splitter, decoder, encoder, state, usage, complete } = self;
-        splitter.feed(bytes, |piece| {
-            if *state != State::Open {
-                return;
-            }
-            let event = match piece {
-                Piece::Event(e) => e,
-                Piece::Overflow => {
-                    fail(encoder, state, out, "the provider sent an event larger than 4 MiB");
+        let Translator { framing, decoder, encoder, state, usage, complete } = self;
+        let mut output = Output { encoder, state, usage, complete, out };
+        match framing {
+            Framing::Sse(splitter) => splitter.feed(bytes, |piece| {
+                if *output.state != State::Open {
                     return;
                 }
-            };
-            let Some(data) = decoder.payload(event) else { return };
-            let mut sink = |e: Event<'_>| {
-                match &e {
-                    Event::Usage(u) | Event::Start { usage: Some(u), .. } => *usage = Some(*u),
-                    Event::Error(_) => *state = State::Failed,
-                    _ => {}
+                let event = match piece {
+                    Piece::Event(e) => e,
+                    Piece::Overflow => return output.fail("the provider sent an event larger than 4 MiB"),
+                };
+                let Some(data) = decoder.payload(event) else { return };
+                let step = match decoder {
+                    Decoder::OpenAi(d) => d.decode(data, &mut |e| output.event(e)),
+                    Decoder::Anthropic(d) => d.decode(data, &mut |e| output.event(e)),
+                    Decoder::Gemini(d) => d.decode(data, &mut |e| output.event(e)),
+                    Decoder::Bedrock(_) => Err("a Bedrock stream cannot be read as server-sent events".to_owned()),
+                };
+                output.step(step);
+            }),
+            Framing::EventStream(frames) => {
+                frames.feed(bytes);
+                while *output.state == State::Open {
+                    let frame = match frames.next_frame() {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => {
+                            output.fail(&format!("the provider's event stream is corrupt: {e}"));
+                            break;
+                        }
+                    };
+                    let step = match decoder {
+                        Decoder::Bedrock(d) => d.decode(&frame, &mut |e| output.event(e)),
+                        _ => Err("this provider's stream cannot be read as event-stream frames".to_owned()),
+                    };
+                    output.step(step);
                 }
-                encoder.event(&e, out);
-            };
-            let step = match decoder {
-                Decoder::OpenAi(d) => d.decode(data, &mut sink),
-                Decoder::Anthropic(d) => d.decode(data, &mut sink),
-                Decoder::Gemini(d) => d.decode(data, &mut sink),
-            };
-            match step {
-                Ok(Step::More) => {}
-                Ok(Step::Complete) => *complete = true,
-                Ok(Step::Done) if *state == State::Open => {
-                    encoder.finish(out);
-                    *state = State::Done;
-                }
-                Ok(Step::Done) => {}
-                Err(message) => fail(encoder, state, out, &message),
             }
-        });
+        }
         self.state
     }
 
@@ -232,29 +263,65 @@ impl Translator {
     }
 
     /// The provider closed the stream. A stream that ended without its
-    /// dialect's terminator, or before its decoder said the answer was
-    /// whole, is reported to the client as an error, so that a cut answer is
-    /// never taken for a whole one.
+    /// dialect's terminator, or before its decoder says the answer is whole
+    /// (see the module docs), is reported to the client as an error, so that
+    /// a cut answer is never taken for a whole one.
     pub fn end(&mut self, out: &mut Vec<u8>) -> State {
         if self.state == State::Open && matches!(self.decoder, Decoder::Gemini(_)) {
             // Gemini's last event may lack its blank line: the body's end ends it.
             self.feed(b"\n\n", out);
         }
-        if self.state == State::Open && self.complete {
-            self.encoder.finish(out);
-            self.state = State::Done;
-        }
         if self.state == State::Open {
-            let Translator { encoder, state, .. } = self;
-            fail(encoder, state, out, "the provider closed the stream before it was complete");
+            let Translator { framing, decoder, encoder, state, usage, complete } = self;
+            let clean = (decoder.ended_cleanly() || *complete) && framing.is_empty();
+            let mut output = Output { encoder, state, usage, complete, out };
+            if clean {
+                output.step(Ok(Step::Done));
+            } else {
+                output.fail("the provider closed the stream before it was complete");
+            }
         }
         self.state
     }
 }
 
-fn fail(encoder: &mut Encoder, state: &mut State, out: &mut Vec<u8>, message: &str) {
-    encoder.event(&Event::Error(ProviderError::new(ErrorKind::Server, message)), out);
-    *state = State::Failed;
+/// The client side of a translator while it decodes: where events go.
+struct Output<'t> {
+    encoder: &'t mut Encoder,
+    state: &'t mut State,
+    usage: &'t mut Option<Usage>,
+    complete: &'t mut bool,
+    out: &'t mut Vec<u8>,
+}
+
+impl Output<'_> {
+    fn event(&mut self, e: Event<'_>) {
+        match &e {
+            Event::Usage(u) | Event::Start { usage: Some(u), .. } => *self.usage = Some(*u),
+            Event::Error(_) => *self.state = State::Failed,
+            _ => {}
+        }
+        self.encoder.event(&e, self.out);
+    }
+
+    /// What the decoder said after an event.
+    fn step(&mut self, step: Result<Step, String>) {
+        match step {
+            Ok(Step::More) => {}
+            Ok(Step::Complete) => *self.complete = true,
+            Ok(Step::Done) if *self.state == State::Open => {
+                self.encoder.finish(self.out);
+                *self.state = State::Done;
+            }
+            Ok(Step::Done) => {}
+            Err(message) => self.fail(&message),
+        }
+    }
+
+    fn fail(&mut self, message: &str) {
+        self.encoder.event(&Event::Error(ProviderError::new(ErrorKind::Server, message)), self.out);
+        *self.state = State::Failed;
+    }
 }
 
 /// What a decoder says after an event.

@@ -10,12 +10,19 @@
 //!   translator is fed the transcript in cuts of 1, 7 and all bytes, and
 //!   every cut must give the same output, so events split across reads are
 //!   covered everywhere;
+//! - `<case>.stream.frames.json`: a Bedrock stream, as a JSON array of
+//!   frames `{"headers": {name: string value, ...}, "payload": JSON}` (a
+//!   string payload is sent as its text). The test encodes them into real
+//!   event-stream frames, CRCs included, and feeds them like an SSE
+//!   transcript; `"cut_bytes": N` drops a frame's last N bytes;
 //! - `<case>.error.json`: a provider's error body; its first line is the
 //!   HTTP status.
 //!
 //! Leading lines starting with `#` are options: `# json_tool`,
 //! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`,
 //! `# thinking_level` (Gemini 3's `thinkingLevel` instead of a budget).
+//! `# model=ID` (the provider's model; Bedrock requests start with their
+//! path), `# error_type=VALUE` (Bedrock's `x-amzn-errortype` header).
 //! A translation that fails is written as `ERROR <param>: <message>`.
 //! `UPDATE_EXPECT=1 cargo test -p translate` rewrites the expectations;
 //! review their diff like code.
@@ -77,6 +84,7 @@ fn dialect(name: &str) -> Option<Dialect> {
         "openai" => Some(Dialect::OpenAi),
         "anthropic" => Some(Dialect::Anthropic),
         "gemini" => Some(Dialect::Gemini),
+        "bedrock" => Some(Dialect::Bedrock),
         _ => None,
     }
 }
@@ -89,7 +97,10 @@ fn pair(dir: &Path) -> Option<(Dialect, Dialect)> {
 
 fn expected_path(input: &Path) -> PathBuf {
     let name = input.file_name().unwrap().to_string_lossy();
-    let stem = name.rsplit_once('.').map_or(&*name, |(s, _)| s);
+    let stem = match name.strip_suffix(".frames.json") {
+        Some(stem) => stem,
+        None => name.rsplit_once('.').map_or(&*name, |(s, _)| s),
+    };
     input.with_file_name(format!("{stem}.expected"))
 }
 
@@ -109,7 +120,48 @@ fn has(options: &[String], name: &str) -> bool {
 }
 
 fn option_u64(options: &[String], name: &str) -> Option<u64> {
-    options.iter().find_map(|o| o.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    option_str(options, name)?.parse().ok()
+}
+
+fn option_str<'o>(options: &'o [String], name: &str) -> Option<&'o str> {
+    options.iter().find_map(|o| o.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Encodes a `.stream.frames.json` transcript as event-stream bytes
+/// (`bedrock.md` §5), every header a string (type 7).
+fn frames(json: &str) -> Vec<u8> {
+    use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+    let list: sonic_rs::Value = sonic_rs::from_str(json).expect("frames file is not JSON");
+    let mut bytes = Vec::new();
+    for frame in list.as_array().expect("frames file must be an array").iter() {
+        let mut headers = Vec::new();
+        for (name, value) in frame.get("headers").and_then(|h| h.as_object()).expect("a frame needs headers").iter() {
+            let value = value.as_str().expect("header values are strings");
+            headers.push(u8::try_from(name.len()).unwrap());
+            headers.extend_from_slice(name.as_bytes());
+            headers.push(7);
+            headers.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
+            headers.extend_from_slice(value.as_bytes());
+        }
+        let payload = match frame.get("payload") {
+            Some(p) if p.is_str() => p.as_str().unwrap().to_owned(),
+            Some(p) => sonic_rs::to_string(p).unwrap(),
+            None => String::new(),
+        };
+        let total = 16 + headers.len() + payload.len();
+        let start = bytes.len();
+        bytes.extend_from_slice(&u32::try_from(total).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&u32::try_from(headers.len()).unwrap().to_be_bytes());
+        let prelude_crc = crc32fast::hash(&bytes[start..start + 8]);
+        bytes.extend_from_slice(&prelude_crc.to_be_bytes());
+        bytes.extend_from_slice(&headers);
+        bytes.extend_from_slice(payload.as_bytes());
+        let message_crc = crc32fast::hash(&bytes[start..]);
+        bytes.extend_from_slice(&message_crc.to_be_bytes());
+        let cut = frame.get("cut_bytes").and_then(|c| c.as_u64()).unwrap_or(0);
+        bytes.truncate(bytes.len() - usize::try_from(cut).unwrap());
+    }
+    bytes
 }
 
 fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -> String {
@@ -125,9 +177,15 @@ fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -
         }
     } else if name.ends_with(".stream.sse") {
         stream(from, to, options, written, body.as_bytes())
+    } else if name.ends_with(".stream.frames.json") {
+        stream(from, to, options, written, &frames(body))
     } else if name.ends_with(".error.json") {
         let (status, body) = body.split_once('\n').unwrap();
-        let error = translate::parse_error(from, status.trim().parse().unwrap(), body.as_bytes());
+        let status = status.trim().parse().unwrap();
+        let error = match option_str(options, "error_type") {
+            Some(header) => translate::bedrock::response::parse_error(status, body.as_bytes(), Some(header)),
+            None => translate::parse_error(from, status, body.as_bytes()),
+        };
         let mut out = Vec::new();
         let status = match to {
             Dialect::OpenAi => {
@@ -139,6 +197,7 @@ fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -
                 error.kind.anthropic_status()
             }
             Dialect::Gemini => panic!("{name}: no client speaks gemini"),
+            Dialect::Bedrock => panic!("Bedrock is not a client dialect"),
         };
         format!("{status}\n{}\n", String::from_utf8(out).unwrap())
     } else {
@@ -166,14 +225,22 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
                 translate::gemini::request::Thinking::Budget
             },
         }),
+        Dialect::Bedrock => Target::Bedrock(translate::bedrock::request::Options {
+            max_tokens_default: option_u64(options, "max_tokens_default"),
+        }),
     };
+    let model = option_str(options, "model").unwrap_or(MODEL);
     let mut out = Vec::new();
-    match translate::write_request(&parsed, target, MODEL, &mut out) {
+    match translate::write_request(&parsed, target, model, &mut out) {
         Ok(written) => {
             let text = String::from_utf8(out).unwrap();
             // The output must be JSON; pretty-printed so diffs are readable.
             let value: sonic_rs::Value = sonic_rs::from_str(&text).unwrap_or_else(|e| panic!("not JSON: {e}\n{text}"));
-            format!("{}\n{written:?}\n", sonic_rs::to_string_pretty(&value).unwrap())
+            let path = match to {
+                Dialect::Bedrock => format!("POST {}\n", translate::bedrock::path(model, parsed.stream)),
+                _ => String::new(),
+            };
+            format!("{path}{}\n{written:?}\n", sonic_rs::to_string_pretty(&value).unwrap())
         }
         Err(e) => format!("ERROR {}: {e}\n", e.param().unwrap_or("-")),
     }
