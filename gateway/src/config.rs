@@ -174,9 +174,18 @@ pub struct ProviderFile {
     pub timeout: Option<u64>,
     pub api_version: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
-    /// Anthropic: `max_tokens` for requests that name none (Anthropic
-    /// requires it; OpenAI clients often leave it out).
+    /// Anthropic and Bedrock: `max_tokens` for requests that name none
+    /// (Anthropic requires it; OpenAI clients often leave it out).
     pub max_tokens_default: Option<u64>,
+    /// Bedrock: the AWS region (`us-east-1`); it names the default endpoint
+    /// and goes into every signature.
+    pub region: Option<String>,
+    /// Bedrock: SigV4 credentials. Without them, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` are read; `api_key`
+    /// (a Bedrock API key) is sent as a bearer token instead of signing.
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,11 +291,23 @@ pub enum ProviderKind {
     /// Anthropic's Messages API (`base_url` is the host, e.g.
     /// `https://api.anthropic.com`; `/v1/messages` is appended).
     Anthropic { endpoint: Endpoint, api_key: String, version: String, max_tokens_default: u64 },
+    /// Google's Gemini API (`generateContent`), key in `x-goog-api-key`.
+    Gemini { endpoint: Endpoint, api_key: String },
+    /// AWS Bedrock's Converse API.
+    Bedrock { endpoint: Endpoint, region: String, auth: BedrockAuth, max_tokens_default: Option<u64> },
     /// Canned answers from inside the gateway: works with no key at all.
     Mock,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BedrockAuth {
+    /// Requests are signed with SigV4.
+    SigV4(crate::sigv4::Credentials),
+    /// A Bedrock API key, sent as `Authorization: Bearer`.
+    ApiKey(String),
+}
+
+#[derive(Debug, Clone)]
 pub enum AzureStyle {
     Deployments { api_version: String },
     V1 { api_version: Option<String> },
@@ -327,7 +348,9 @@ impl ProviderKind {
             ProviderKind::OpenAi { endpoint, .. }
             | ProviderKind::Azure { endpoint, .. }
             | ProviderKind::Ollama { endpoint }
-            | ProviderKind::Anthropic { endpoint, .. } => Some(endpoint),
+            | ProviderKind::Anthropic { endpoint, .. }
+            | ProviderKind::Gemini { endpoint, .. }
+            | ProviderKind::Bedrock { endpoint, .. } => Some(endpoint),
             ProviderKind::Mock => None,
         }
     }
@@ -384,9 +407,9 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
 /// Parses and validates a config. `env` resolves `${VAR}` references.
 pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let expanded = expand_env(text, env)?;
+    let expanded = expand_env(text, &env)?;
     let file: File = toml::from_str(&expanded).map_err(|e| ConfigError::Toml(e.to_string()))?;
-    validate(file)
+    validate(file, &env)
 }
 
 /// Replaces `${NAME}` with the variable's value. An unset variable is an
@@ -416,7 +439,7 @@ pub fn expand_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
-fn validate(file: File) -> Result<Config, ConfigError> {
+fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let listen: SocketAddr =
         file.listen.parse().map_err(|_| invalid("listen", format!("`{}` is not an IP:port address", file.listen)))?;
     let shards = match file.shards {
@@ -437,7 +460,7 @@ fn validate(file: File) -> Result<Config, ConfigError> {
     let upstream = validate_upstream(file.upstream)?;
     let mut deployments = Vec::new();
     for (name, provider) in file.providers {
-        deployments.push(validate_provider(name, provider)?);
+        deployments.push(validate_provider(name, provider, env)?);
     }
     let routes = route_table(&deployments);
     let aliases = resolve_aliases(&file.aliases, &routes)?;
@@ -455,6 +478,52 @@ fn validate(file: File) -> Result<Config, ConfigError> {
         aliases,
         keys,
     })
+}
+
+/// A Bedrock deployment: region, endpoint and how requests are authorized.
+fn validate_bedrock(
+    path: &str,
+    p: &ProviderFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ProviderKind, ConfigError> {
+    let region = p
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| invalid(format!("{path}.region"), "is required for kind \"bedrock\" (or set AWS_REGION)"))?;
+    if !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(invalid(format!("{path}.region"), "must look like us-east-1"));
+    }
+    let default_url = format!("https://bedrock-runtime.{region}.amazonaws.com");
+    let url = p.base_url.as_deref().unwrap_or(&default_url);
+    let endpoint = parse_endpoint(url, p.tls_ca_file.clone()).map_err(|m| invalid(format!("{path}.base_url"), m))?;
+    let auth = match (&p.api_key, &p.aws_access_key_id, &p.aws_secret_access_key) {
+        (Some(key), None, None) => BedrockAuth::ApiKey(key.clone()),
+        (None, Some(id), Some(secret)) => BedrockAuth::SigV4(crate::sigv4::Credentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: p.aws_session_token.clone(),
+        }),
+        (None, None, None) => BedrockAuth::SigV4(crate::sigv4::credentials_from_env(env).ok_or_else(|| {
+            invalid(
+                format!("{path}.aws_access_key_id"),
+                "no credentials: set api_key, or aws_access_key_id and aws_secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
+        })?),
+        _ => {
+            return Err(invalid(
+                format!("{path}.aws_access_key_id"),
+                "give either api_key or both aws_access_key_id and aws_secret_access_key",
+            ));
+        }
+    };
+    let max_tokens_default = match p.max_tokens_default {
+        Some(n) => Some(positive(&format!("{path}.max_tokens_default"), n)?),
+        None => None,
+    };
+    Ok(ProviderKind::Bedrock { endpoint, region, auth, max_tokens_default })
 }
 
 fn positive<T: PartialOrd + Default + Copy>(path: &str, value: T) -> Result<T, ConfigError> {
@@ -502,7 +571,11 @@ fn validate_upstream(f: UpstreamFile) -> Result<UpstreamLimits, ConfigError> {
     })
 }
 
-fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, ConfigError> {
+fn validate_provider(
+    name: String,
+    p: ProviderFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Deployment, ConfigError> {
     let path = format!("providers.{name}");
     let kind_name = p.kind.clone().unwrap_or_else(|| name.clone());
     if p.models.is_empty() {
@@ -557,21 +630,25 @@ fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, Config
             let version = p.api_version.clone().unwrap_or_else(|| defaults::ANTHROPIC_VERSION.to_owned());
             ProviderKind::Anthropic { endpoint, api_key, version, max_tokens_default }
         }
-        // Their own dialects: a silent OpenAI-compatible guess would send
-        // requests to the wrong paths.
-        "google" | "gemini" | "bedrock" => {
-            return Err(invalid(
-                format!("{path}.kind"),
-                format!("`{kind_name}` needs dialect translation, which this build does not have yet"),
-            ));
+        "gemini" | "google" => {
+            let mut endpoint = endpoint(Some("https://generativelanguage.googleapis.com"))?;
+            if let Some(base) = endpoint.base_path.strip_suffix("/v1beta") {
+                endpoint.base_path = base.to_owned();
+            }
+            let api_key = p
+                .api_key
+                .clone()
+                .ok_or_else(|| invalid(format!("{path}.api_key"), "is required for kind \"gemini\""))?;
+            ProviderKind::Gemini { endpoint, api_key }
         }
+        "bedrock" => validate_bedrock(&path, &p, env)?,
         // crabllm treats any other kind as a bare OpenAI-compatible server.
         _ if p.base_url.is_some() => ProviderKind::OpenAi { endpoint: endpoint(None)?, api_key: p.api_key.clone() },
         other => {
             return Err(invalid(
                 format!("{path}.kind"),
                 format!(
-                    "`{other}` is not a known kind (openai, azure, anthropic, ollama, mock); an OpenAI-compatible server needs base_url"
+                    "`{other}` is not a known kind (openai, azure, anthropic, gemini, bedrock, ollama, mock); an OpenAI-compatible server needs base_url"
                 ),
             ));
         }
@@ -579,8 +656,16 @@ fn validate_provider(name: String, p: ProviderFile) -> Result<Deployment, Config
     if p.api_version.is_some() && !matches!(kind, ProviderKind::Azure { .. } | ProviderKind::Anthropic { .. }) {
         return Err(invalid(format!("{path}.api_version"), "only applies to kinds \"azure\" and \"anthropic\""));
     }
-    if p.max_tokens_default.is_some() && !matches!(kind, ProviderKind::Anthropic { .. }) {
-        return Err(invalid(format!("{path}.max_tokens_default"), "only applies to kind \"anthropic\""));
+    if p.max_tokens_default.is_some() && !matches!(kind, ProviderKind::Anthropic { .. } | ProviderKind::Bedrock { .. })
+    {
+        return Err(invalid(
+            format!("{path}.max_tokens_default"),
+            "only applies to kinds \"anthropic\" and \"bedrock\"",
+        ));
+    }
+    let aws = [&p.region, &p.aws_access_key_id, &p.aws_secret_access_key, &p.aws_session_token];
+    if aws.iter().any(|v| v.is_some()) && !matches!(kind, ProviderKind::Bedrock { .. }) {
+        return Err(invalid(format!("{path}.region"), "region and aws_* keys only apply to kind \"bedrock\""));
     }
     Ok(Deployment {
         name,
@@ -802,7 +887,13 @@ mod tests {
         assert!(err(&format!("{anthropic}\napi_key=\"k\"\nmax_tokens_default=0")).contains("max_tokens_default"));
         assert!(err("[providers.x]\nkind=\"openai\"\nmodels=[\"m\"]\nmax_tokens_default=5").contains("only applies"));
         let gemini = "[providers.x]\nkind=\"gemini\"\nbase_url=\"https://a\"\nmodels=[\"m\"]";
-        assert!(err(gemini).contains("translation"));
+        assert!(err(gemini).contains("api_key"));
+        let bedrock = "[providers.x]\nkind=\"bedrock\"\nmodels=[\"m\"]";
+        assert!(err(bedrock).contains("region"));
+        assert!(err(&format!("{bedrock}\nregion=\"us-east-1\"")).contains("no credentials"));
+        assert!(err(&format!("{bedrock}\nregion=\"us east\"\napi_key=\"k\"")).contains("us-east-1"));
+        assert!(err(&format!("{bedrock}\nregion=\"r\"\napi_key=\"k\"\naws_access_key_id=\"a\"")).contains("either"));
+        assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[\"m\"]\nregion=\"us-east-1\"").contains("only apply"));
         assert!(err("[providers.x]\nkind=\"openai\"\nbase_url=\"ftp://a\"\nmodels=[\"m\"]").contains("http"));
         assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[]").contains("at least one model"));
         assert!(err("[[keys]]\nname=\"a\"\nkey=\"short\"").contains("8 characters"));

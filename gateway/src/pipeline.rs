@@ -19,7 +19,9 @@ use std::time::Duration;
 use translate::openai::{self, ChatPeek, ChunkKind};
 use translate::sse::{Piece, Splitter};
 
-use crate::config::{AzureStyle, Deployment, Endpoint, ProviderKind};
+use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, ProviderKind};
+use translate::stream::Dialect as Wire;
+
 use crate::error::{Dialect, GatewayError};
 use crate::http::codec::{Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
@@ -67,6 +69,9 @@ enum Operation {
     /// Anthropic's `/v1/messages`.
     Messages,
     CountTokens,
+    /// Gemini's `generateContent` and Bedrock's `converse`: the path names
+    /// the model and whether the answer streams.
+    Generate,
 }
 
 impl Operation {
@@ -76,6 +81,7 @@ impl Operation {
             Operation::Embeddings => "/embeddings",
             Operation::Messages => "/v1/messages",
             Operation::CountTokens => "/v1/messages/count_tokens",
+            Operation::Generate => "",
         }
     }
 }
@@ -86,17 +92,20 @@ pub fn front_door(target: &[u8]) -> Dialect {
     if target.starts_with(b"/v1/messages") { Dialect::Anthropic } else { Dialect::OpenAi }
 }
 
-/// The dialect a provider kind speaks.
-fn provider_dialect(kind: &ProviderKind) -> Dialect {
+/// The wire format a provider kind speaks.
+fn provider_dialect(kind: &ProviderKind) -> Wire {
     match kind {
-        ProviderKind::Anthropic { .. } => Dialect::Anthropic,
+        ProviderKind::Anthropic { .. } => Wire::Anthropic,
+        ProviderKind::Gemini { .. } => Wire::Gemini,
+        ProviderKind::Bedrock { .. } => Wire::Bedrock,
         ProviderKind::OpenAi { .. } | ProviderKind::Azure { .. } | ProviderKind::Ollama { .. } | ProviderKind::Mock => {
-            Dialect::OpenAi
+            Wire::OpenAi
         }
     }
 }
 
-fn translate_dialect(d: Dialect) -> translate::stream::Dialect {
+/// A front door's dialect as a wire format.
+fn translate_dialect(d: Dialect) -> Wire {
     match d {
         Dialect::OpenAi => translate::stream::Dialect::OpenAi,
         Dialect::Anthropic => translate::stream::Dialect::Anthropic,
@@ -270,8 +279,7 @@ async fn chat(
         ProviderKind::Mock => return mock_translated(shard, request, &resolved, front, responder, scratch).await,
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
     };
-    let dialect = provider_dialect(&resolved.deployment.kind);
-    if dialect != front {
+    if provider_dialect(&resolved.deployment.kind) != translate_dialect(front) {
         return translated(shard, snapshot, request, &resolved, endpoint, front, responder, scratch).await;
     }
     // Usage must be counted, so an OpenAI stream asks for it; the usage
@@ -299,7 +307,7 @@ async fn chat(
 }
 
 /// How a translated request is written for a deployment's kind.
-fn target_of(kind: &ProviderKind) -> translate::Target {
+fn target_of(kind: &ProviderKind, model: &str) -> translate::Target {
     use translate::openai::request::Flavor;
     match kind {
         ProviderKind::Anthropic { max_tokens_default, .. } => {
@@ -309,6 +317,15 @@ fn target_of(kind: &ProviderKind) -> translate::Target {
         }
         ProviderKind::Ollama { .. } => {
             translate::Target::OpenAi(Flavor { max_completion_tokens: false, stream_usage: true })
+        }
+        ProviderKind::Gemini { .. } => {
+            use translate::gemini::request::{Options, Thinking};
+            // Gemini 3 takes a thinking level; earlier models a budget.
+            let thinking = if model.contains("gemini-3") { Thinking::Level } else { Thinking::Budget };
+            translate::Target::Gemini(Options { thinking })
+        }
+        ProviderKind::Bedrock { max_tokens_default, .. } => {
+            translate::Target::Bedrock(translate::bedrock::request::Options { max_tokens_default: *max_tokens_default })
         }
         ProviderKind::Azure { style: AzureStyle::Deployments { .. }, .. } => {
             translate::Target::OpenAi(Flavor { max_completion_tokens: true, stream_usage: false })
@@ -346,14 +363,18 @@ async fn translated(
     scratch.body.clear();
     let written = translate::write_request(
         &canon,
-        target_of(&resolved.deployment.kind),
+        target_of(&resolved.deployment.kind, resolved.upstream_model),
         resolved.upstream_model,
         &mut scratch.body,
     )
     .map_err(GatewayError::Translate)?;
     drop(canon);
     let dialect = provider_dialect(&resolved.deployment.kind);
-    let operation = if dialect == Dialect::Anthropic { Operation::Messages } else { Operation::Chat };
+    let operation = match dialect {
+        Wire::Anthropic => Operation::Messages,
+        Wire::OpenAi => Operation::Chat,
+        Wire::Gemini | Wire::Bedrock => Operation::Generate,
+    };
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, stream, &scratch.body);
     let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
@@ -363,7 +384,7 @@ async fn translated(
     }
     let id = answer_id(front);
     let model = resolved.upstream_model;
-    if stream && is_event_stream(&conn, &head) {
+    if stream && (is_event_stream(&conn, &head) || dialect == Wire::Bedrock) {
         let cx = translate::stream::Context {
             id,
             model: model.to_owned(),
@@ -371,7 +392,7 @@ async fn translated(
             include_usage,
             json_tool: written.json_tool,
         };
-        let translator = translate::stream::Translator::new(translate_dialect(dialect), translate_dialect(front), cx);
+        let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
         translate_stream(
             shard,
             snapshot,
@@ -398,14 +419,8 @@ async fn translated(
     }
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
-    let usage = translate::translate_response(
-        translate_dialect(dialect),
-        &scratch.body,
-        translate_dialect(front),
-        cx,
-        &mut out,
-    )
-    .map_err(GatewayError::Translate)?;
+    let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
+        .map_err(GatewayError::Translate)?;
     account(shard, usage);
     let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
     ignore_io(responder.send(200, b"application/json", &headers, &out).await)
@@ -553,7 +568,7 @@ async fn embeddings(
         }
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
     };
-    if provider_dialect(&resolved.deployment.kind) != Dialect::OpenAi {
+    if provider_dialect(&resolved.deployment.kind) != Wire::OpenAi {
         return Err(GatewayError::BadRequest(format!(
             "`{}` is served by `{}`, which has no embeddings endpoint",
             peek.model, resolved.deployment.name
@@ -611,8 +626,11 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
                 out.extend_from_slice(v.as_bytes());
             }
         }
+        ProviderKind::Gemini { .. } => out.extend_from_slice(translate::gemini::path(model, stream).as_bytes()),
+        ProviderKind::Bedrock { .. } => out.extend_from_slice(translate::bedrock::path(model, stream).as_bytes()),
         _ => out.extend_from_slice(operation.path().as_bytes()),
     }
+    let path_end = out.len();
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(endpoint.authority().as_bytes());
     match &deployment.kind {
@@ -636,10 +654,46 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
                 out.extend_from_slice(beta);
             }
         }
+        ProviderKind::Gemini { api_key, .. } => {
+            out.extend_from_slice(b"\r\nx-goog-api-key: ");
+            out.extend_from_slice(api_key.as_bytes());
+        }
+        ProviderKind::Bedrock { auth: BedrockAuth::ApiKey(key), .. } => {
+            out.extend_from_slice(b"\r\nauthorization: Bearer ");
+            out.extend_from_slice(key.as_bytes());
+        }
+        ProviderKind::Bedrock { auth: BedrockAuth::SigV4(credentials), region, .. } => {
+            // The path is what was just written after "POST ".
+            let path = std::str::from_utf8(&out[5..path_end]).unwrap_or("/");
+            let signed = crate::sigv4::sign(
+                credentials,
+                region,
+                "POST",
+                &endpoint.authority(),
+                path,
+                &[("content-type", "application/json")],
+                body,
+                std::time::SystemTime::now(),
+            );
+            // Signing fails only on a malformed host or path, which config
+            // validation rules out; the provider then answers 403.
+            if let Ok(signed) = signed {
+                for (name, value) in &signed.headers {
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                }
+            }
+        }
         _ => {}
     }
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\naccept: ");
-    out.extend_from_slice(if stream { b"text/event-stream" } else { b"application/json" });
+    out.extend_from_slice(match (&deployment.kind, stream) {
+        (ProviderKind::Bedrock { .. }, true) => b"application/vnd.amazon.eventstream",
+        (_, true) => b"text/event-stream",
+        (_, false) => b"application/json",
+    });
     out.extend_from_slice(b"\r\nuser-agent: corelay/");
     out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
@@ -733,14 +787,18 @@ async fn upstream_error(
 async fn provider_error(
     snapshot: &Snapshot,
     provider: &str,
-    dialect: Dialect,
+    dialect: Wire,
     conn: Conn,
     head: &ResponseHead,
     scratch: &mut Scratch,
 ) -> GatewayError {
+    let error_type = head.error_type.clone().map(|r| lossy(conn.head_bytes(r)));
     match upstream_error(snapshot, provider, conn, head, scratch).await {
         GatewayError::Upstream { provider, status, body, forward } => {
-            let error = translate::parse_error(translate_dialect(dialect), status, &body);
+            let error = match dialect {
+                Wire::Bedrock => translate::bedrock::response::parse_error(status, &body, error_type.as_deref()),
+                other => translate::parse_error(other, status, &body),
+            };
             GatewayError::Provider { provider, error, forward }
         }
         other => other,

@@ -202,6 +202,8 @@ pub struct ResponseHead {
     /// request ids), as (name, value) ranges of the parsed buffer.
     pub forward: Vec<(Range<usize>, Range<usize>)>,
     pub content_type: Option<Range<usize>>,
+    /// Bedrock's `x-amzn-errortype`: the exception an error body is.
+    pub error_type: Option<Range<usize>>,
 }
 
 /// Parses an upstream response head. `Ok(None)`: need more bytes.
@@ -224,6 +226,7 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
         keep_alive: version_minor == 1,
         forward: Vec::new(),
         content_type: None,
+        error_type: None,
     };
     let mut length = None;
     let mut chunked = false;
@@ -231,6 +234,8 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
         let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("content-length") {
             length = Some(parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?);
+        } else if h.name.eq_ignore_ascii_case("x-amzn-errortype") {
+            head.error_type = Some(range_in(buf, h.value));
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // `chunked` is always the last coding when present (RFC 9112 6.1).
             let v = h.value.trim_ascii();
@@ -276,6 +281,8 @@ fn forwardable_response_header(name: &[u8]) -> bool {
         || name.eq_ignore_ascii_case(b"retry-after-ms")
         || name.eq_ignore_ascii_case(b"x-request-id")
         || name.eq_ignore_ascii_case(b"apim-request-id")
+        || name.eq_ignore_ascii_case(b"request-id")
+        || name.eq_ignore_ascii_case(b"x-amzn-requestid")
 }
 
 /// Incremental decoder of a chunked body. Feed it bytes as they arrive; it

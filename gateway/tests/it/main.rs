@@ -7,6 +7,7 @@
 
 mod chat;
 mod errors;
+mod google_aws;
 mod http1;
 mod lifecycle;
 mod providers;

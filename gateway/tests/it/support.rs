@@ -364,6 +364,9 @@ pub enum Action {
     Hang,
     /// Write these bytes, then close.
     ReplyAndClose(Vec<u8>),
+    /// A chunked 200 with this content type, one chunk per element, the
+    /// body ended properly: binary streams (Bedrock's event stream).
+    StreamBytes { content_type: &'static str, chunks: Vec<Vec<u8>> },
 }
 
 pub struct Scripted {
@@ -450,6 +453,24 @@ fn serve_scripted(
                     return;
                 }
             }
+            Action::StreamBytes { content_type, chunks } => {
+                let head =
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for c in chunks {
+                    let mut framed = format!("{:x}\r\n", c.len()).into_bytes();
+                    framed.extend_from_slice(&c);
+                    framed.extend_from_slice(b"\r\n");
+                    if stream.write_all(&framed).is_err() {
+                        return;
+                    }
+                }
+                if stream.write_all(b"0\r\n\r\n").is_err() {
+                    return;
+                }
+            }
             Action::Hang => {
                 let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
                 let mut b = [0u8; 64];
@@ -519,5 +540,36 @@ pub fn completion(model: &str) -> String {
 pub fn chunk_event(content: &str) -> String {
     format!(
         "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n"
+    )
+}
+
+/// One `application/vnd.amazon.eventstream` frame with string headers.
+pub fn event_frame(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7); // string
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + h.len() + payload.len() + 4;
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&(total as u32).to_be_bytes());
+    frame.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&prelude_crc.to_be_bytes());
+    frame.extend_from_slice(&h);
+    frame.extend_from_slice(payload);
+    let crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    frame
+}
+
+/// A Bedrock ConverseStream event frame.
+pub fn bedrock_event(event_type: &str, payload: &str) -> Vec<u8> {
+    event_frame(
+        &[(":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")],
+        payload.as_bytes(),
     )
 }

@@ -1,0 +1,205 @@
+//! Gemini and Bedrock providers behind both front doors, through a running
+//! gateway: the exact upstream request (path, key header, SigV4 signature,
+//! translated body) and the translated answers, streamed and not, errors
+//! included.
+
+use sonic_rs::JsonValueTrait;
+
+use crate::support::*;
+
+fn config(provider: &str) -> String {
+    format!("listen = \"127.0.0.1:0\"\nshards = 1\n{provider}")
+}
+
+const GEMINI_ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Sunny"},{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":4,"thoughtsTokenCount":6,"totalTokenCount":19},"responseId":"r1"}"#;
+
+#[test]
+fn gemini_serves_openai_clients() {
+    let up = Scripted::start(|r| {
+        if r.request_line().contains(":streamGenerateContent") {
+            Action::Stream {
+                events: vec![
+                    "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hel\"}]}}]}\n\n".into(),
+                    "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"lo\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2,\"totalTokenCount\":5}}\n\n".into(),
+                ],
+                gap: std::time::Duration::from_millis(1),
+                finish: true,
+            }
+        } else if r.body_text().contains("quota") {
+            Action::Reply(json_reply(
+                429,
+                "",
+                r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+            ))
+        } else {
+            Action::Reply(json_reply(200, "", GEMINI_ANSWER))
+        }
+    });
+    let gw = Gateway::start(&config(&format!(
+        "[providers.google]\nkind = \"gemini\"\nbase_url = \"http://{}\"\napi_key = \"g-secret\"\nmodels = [\"gemini-2.5-flash\"]",
+        up.addr
+    )));
+    let r = gw.post("/v1/chat/completions", r#"{"model":"gemini-2.5-flash","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Weather?"}]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.request_line(), "POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1");
+    assert_eq!(seen.header("x-goog-api-key").as_deref(), Some("g-secret"));
+    let sent: sonic_rs::Value = sonic_rs::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["systemInstruction"]["parts"][0]["text"].as_str(), Some("Be brief."));
+    assert_eq!(sent["contents"][0]["role"].as_str(), Some("user"));
+    let v = r.json();
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["content"].as_str(), Some("Sunny"));
+    assert_eq!(message["tool_calls"][0]["function"]["arguments"].as_str(), Some(r#"{"city":"Paris"}"#));
+    assert_eq!(v["choices"][0]["finish_reason"].as_str(), Some("tool_calls"), "a call forces tool_calls");
+    assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(10), "thoughts count as completion");
+    assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"].as_u64(), Some(6));
+    // Streamed: no terminator from Gemini, a whole OpenAI stream for the client.
+    let r = gw.post("/v1/chat/completions", r#"{"model":"gemini-2.5-flash","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#);
+    assert_eq!(up.last().request_line(), "POST /v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse HTTP/1.1");
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let text: String = data[..data.len() - 1]
+        .iter()
+        .filter_map(|d| sonic_rs::from_str::<sonic_rs::Value>(d).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, "Hello");
+    // A Google error: the OpenAI status and shape.
+    let r = gw
+        .post("/v1/chat/completions", r#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"quota"}]}"#);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.openai_error().0, "Quota exceeded");
+}
+
+#[test]
+fn gemini_serves_anthropic_clients() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", GEMINI_ANSWER)));
+    let gw = Gateway::start(&config(&format!(
+        "[providers.google]\nkind = \"google\"\nbase_url = \"http://{}/v1beta\"\napi_key = \"g-secret\"\nmodels = [\"gemini-2.5-pro\"]",
+        up.addr
+    )));
+    let r = gw.client().send(
+        "POST",
+        "/v1/messages",
+        &[],
+        br#"{"model":"gemini-2.5-pro","max_tokens":100,"messages":[{"role":"user","content":"Weather?"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().request_line(), "POST /v1beta/models/gemini-2.5-pro:generateContent HTTP/1.1");
+    let v = r.json();
+    assert_eq!(v["content"][1]["type"].as_str(), Some("tool_use"));
+    assert_eq!(v["content"][1]["input"]["city"].as_str(), Some("Paris"));
+    assert_eq!(v["stop_reason"].as_str(), Some("tool_use"));
+}
+
+const MODEL_ID: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
+
+fn bedrock_stream() -> Vec<Vec<u8>> {
+    let frames = [
+        bedrock_event("messageStart", r#"{"role":"assistant"}"#),
+        bedrock_event("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"Par"}}"#),
+        bedrock_event("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"is"}}"#),
+        bedrock_event("contentBlockStop", r#"{"contentBlockIndex":0}"#),
+        bedrock_event("messageStop", r#"{"stopReason":"end_turn"}"#),
+        bedrock_event(
+            "metadata",
+            r#"{"usage":{"inputTokens":11,"outputTokens":2,"totalTokens":13},"metrics":{"latencyMs":5}}"#,
+        ),
+    ];
+    // Cut the bytes across frame boundaries, as a network would.
+    let all: Vec<u8> = frames.concat();
+    all.chunks(37).map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn bedrock_with_sigv4_serves_openai_clients() {
+    let up = Scripted::start(|r| {
+        if r.request_line().contains("converse-stream") {
+            Action::StreamBytes { content_type: "application/vnd.amazon.eventstream", chunks: bedrock_stream() }
+        } else if r.body_text().contains("throttle") {
+            Action::Reply(json_reply(
+                400,
+                "x-amzn-errortype: ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/\r\n",
+                r#"{"message":"Too many requests, please wait before trying again."}"#,
+            ))
+        } else {
+            Action::Reply(json_reply(
+                200,
+                "",
+                r#"{"output":{"message":{"role":"assistant","content":[{"text":"Bonjour"}]}},"stopReason":"max_tokens","usage":{"inputTokens":5,"outputTokens":7,"totalTokens":12}}"#,
+            ))
+        }
+    });
+    let gw = Gateway::start(&config(&format!(
+        "[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{}\"\nregion = \"eu-west-3\"\naws_access_key_id = \"AKIDEXAMPLE\"\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"\naws_session_token = \"session-token\"\nmodels = [\"{MODEL_ID}\"]\n[aliases]\nsonnet = \"{MODEL_ID}\"",
+        up.addr
+    )));
+    let r = gw.post(
+        "/v1/chat/completions",
+        r#"{"model":"sonnet","max_tokens":50,"messages":[{"role":"user","content":"Say hello in French"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.request_line(), "POST /model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse HTTP/1.1");
+    let auth = seen.header("authorization").unwrap();
+    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+    assert!(auth.contains("/eu-west-3/bedrock/aws4_request"), "{auth}");
+    assert!(auth.contains("SignedHeaders=") && auth.contains("Signature="), "{auth}");
+    assert!(seen.header("x-amz-date").is_some());
+    assert_eq!(seen.header("x-amz-security-token").as_deref(), Some("session-token"));
+    let sent: sonic_rs::Value = sonic_rs::from_slice(&seen.body).unwrap();
+    assert_eq!(sent["messages"][0]["content"][0]["text"].as_str(), Some("Say hello in French"));
+    assert_eq!(sent["inferenceConfig"]["maxTokens"].as_u64(), Some(50));
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"].as_str(), Some("Bonjour"));
+    assert_eq!(v["choices"][0]["finish_reason"].as_str(), Some("length"));
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-corelay-"), "an id is made up");
+    // Streamed: event-stream frames in, SSE out, usage after the finish.
+    let r = gw.post("/v1/chat/completions", r#"{"model":"sonnet","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x"}]}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        up.last().request_line(),
+        "POST /model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse-stream HTTP/1.1"
+    );
+    assert_eq!(up.last().header("accept").as_deref(), Some("application/vnd.amazon.eventstream"));
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let chunks: Vec<sonic_rs::Value> = data[..data.len() - 1].iter().map(|d| sonic_rs::from_str(d).unwrap()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "Paris");
+    let finish_at = chunks.iter().position(|c| c["choices"][0]["finish_reason"].as_str() == Some("stop")).unwrap();
+    assert_eq!(finish_at, chunks.len() - 2, "the finish chunk, then the usage chunk");
+    assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"].as_u64(), Some(11));
+    gw.wait_metric("prompt_tokens", 5 + 11);
+    // A Bedrock exception: its meaning by x-amzn-errortype, in OpenAI's shape.
+    let r = gw.post("/v1/chat/completions", r#"{"model":"sonnet","messages":[{"role":"user","content":"throttle"}]}"#);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.openai_error().0.contains("Too many requests"));
+}
+
+#[test]
+fn bedrock_api_keys_are_sent_as_bearer_tokens() {
+    let up = Scripted::start(|_| {
+        Action::Reply(json_reply(
+            200,
+            "",
+            r#"{"output":{"message":{"role":"assistant","content":[{"text":"ok"}]}},"stopReason":"end_turn","usage":{"inputTokens":1,"outputTokens":1,"totalTokens":2}}"#,
+        ))
+    });
+    let gw = Gateway::start(&config(&format!(
+        "[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{}\"\nregion = \"us-east-1\"\napi_key = \"bedrock-api-key\"\nmodels = [\"amazon.nova-lite-v1:0\"]",
+        up.addr
+    )));
+    let r = gw.client().send(
+        "POST",
+        "/v1/messages",
+        &[],
+        br#"{"model":"amazon.nova-lite-v1:0","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"].as_str(), Some("ok"));
+    let seen = up.last();
+    assert_eq!(seen.header("authorization").as_deref(), Some("Bearer bedrock-api-key"));
+    assert_eq!(seen.header("x-amz-date"), None);
+}
