@@ -35,3 +35,7 @@ ci:
 # One shard on CPU 0, oha and the mock on CPU 1: CPU per request and peak RSS (needs oha).
 quick seconds="10" rps="5000":
     cargo build --release -p gateway -p bench && bench/scripts/quick.sh {{seconds}} {{rps}}
+
+# Criterion benches of the translation hot paths.
+bench-translate:
+    cargo bench -p translate --bench translate
