@@ -32,6 +32,7 @@ pub mod openai;
 pub mod raw;
 pub mod sse;
 pub mod stream;
+pub mod wire;
 
 /// Token counts of one response, in OpenAI's arithmetic: cached tokens are
 /// part of `prompt_tokens`, reasoning tokens part of `completion_tokens`.

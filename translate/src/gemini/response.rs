@@ -43,8 +43,10 @@ use crate::raw::Raw;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Wire<'a> {
-    #[serde(borrow, default)]
-    pub candidates: Option<Vec<CandidateWire<'a>>>,
+    /// The first candidate only (corelay asks for one), read without
+    /// allocating.
+    #[serde(borrow, default, deserialize_with = "crate::wire::first_element")]
+    pub candidates: Option<Option<CandidateWire<'a>>>,
     #[serde(borrow, default)]
     pub prompt_feedback: Option<FeedbackWire<'a>>,
     #[serde(default)]
@@ -64,13 +66,14 @@ pub(crate) struct CandidateWire<'a> {
     #[serde(borrow, default)]
     pub content: Option<ContentWire<'a>>,
     #[serde(borrow, default)]
-    pub finish_reason: Option<Cow<'a, str>>,
+    pub finish_reason: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
 pub(crate) struct ContentWire<'a> {
+    /// Walked element by element ([`crate::wire::for_each_element`]).
     #[serde(borrow, default)]
-    pub parts: Option<Vec<PartWire<'a>>>,
+    pub parts: Option<Raw<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -207,14 +210,15 @@ pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
         ..Response::default()
     };
     let stem = id_stem(wire.response_id.as_ref());
-    let Some(candidate) = wire.candidates.and_then(|c| c.into_iter().next()) else {
+    let Some(candidate) = wire.candidates.flatten() else {
         if wire.prompt_feedback.is_some_and(|f| f.blocked()) {
             response.finish = Some(Finish::ContentFilter);
         }
         return Ok(response);
     };
     let mut calls = 0;
-    for part in candidate.content.and_then(|c| c.parts).unwrap_or_default() {
+    let parts = candidate.content.and_then(|c| c.parts).unwrap_or_default();
+    crate::wire::for_each_element(&parts, |part: PartWire<'_>| {
         let thought = part.is_thought();
         if let Some(call) = part.function_call {
             let id = match call.id.filter(|i| i.is_string() && !i.is_blank_string()) {
@@ -239,8 +243,8 @@ pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
                 Block::Text { text, cache_control: None }
             });
         }
-    }
-    let finish = candidate.finish_reason.as_deref().map_or(Finish::Stop, finish_from_str);
+    });
+    let finish = candidate.finish_reason.map_or(Finish::Stop, finish_from_str);
     response.finish = Some(with_calls(finish, calls > 0));
     Ok(response)
 }

@@ -78,7 +78,7 @@ impl Decoder {
                 usage,
             });
         }
-        let candidate = chunk.candidates.and_then(|c| c.into_iter().next());
+        let candidate = chunk.candidates.flatten();
         let finish = match candidate {
             Some(candidate) => self.candidate(candidate, sink),
             None if chunk.prompt_feedback.as_ref().is_some_and(|f| f.blocked()) => Some(Finish::ContentFilter),
@@ -100,12 +100,13 @@ impl Decoder {
 
     /// Emits a candidate's parts; returns its finish, when it has one.
     fn candidate(&mut self, candidate: CandidateWire<'_>, sink: &mut impl FnMut(Event<'_>)) -> Option<Finish> {
-        for part in candidate.content.and_then(|c| c.parts).unwrap_or_default() {
+        let parts = candidate.content.and_then(|c| c.parts).unwrap_or_default();
+        crate::wire::for_each_element(&parts, |part: super::response::PartWire<'_>| {
             let thought = part.is_thought();
             if let Some(call) = part.function_call {
                 let args = call.args.filter(Raw::is_object).unwrap_or(Raw::from_json("{}"));
                 self.call(call.id, call.name.filter(Raw::is_string).unwrap_or_default(), &args, sink);
-                continue;
+                return;
             }
             if let Some(text) = part.text.filter(|t| t.is_string() && t.json() != "\"\"") {
                 sink(if thought { Event::Thinking(text) } else { Event::Text(text) });
@@ -113,8 +114,8 @@ impl Decoder {
             if thought && let Some(signature) = part.thought_signature.filter(Raw::is_string) {
                 sink(Event::ThinkingSignature(signature));
             }
-        }
-        let finish = candidate.finish_reason.as_deref().map(finish_from_str)?;
+        });
+        let finish = candidate.finish_reason.map(finish_from_str)?;
         Some(with_calls(finish, self.calls > 0))
     }
 

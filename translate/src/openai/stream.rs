@@ -17,7 +17,7 @@ struct ChunkWire<'a> {
     model: Option<Raw<'a>>,
     /// The first choice only (corelay asks for one), read without
     /// allocating; `Some(None)` for an empty `choices` array.
-    #[serde(borrow, default, deserialize_with = "first_choice")]
+    #[serde(borrow, default, deserialize_with = "crate::wire::first_element")]
     choices: Option<Option<ChoiceWire<'a>>>,
     #[serde(borrow, default)]
     usage: Option<Raw<'a>>,
@@ -45,26 +45,6 @@ struct DeltaWire<'a> {
     /// calls allocates nothing.
     #[serde(borrow, default)]
     tool_calls: Option<Raw<'a>>,
-}
-
-/// Reads a `choices` array's first element and skips the others.
-fn first_choice<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<ChoiceWire<'de>>>, D::Error> {
-    struct First;
-    impl<'de> serde::de::Visitor<'de> for First {
-        type Value = Option<Option<ChoiceWire<'de>>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an array of choices")
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let first = seq.next_element::<ChoiceWire<'de>>()?;
-            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-            Ok(Some(first))
-        }
-    }
-    d.deserialize_any(First)
 }
 
 #[derive(Deserialize)]
@@ -157,9 +137,8 @@ impl Decoder {
         if let Some(text) = delta.refusal.filter(|t| t.is_string() && t.json() != "\"\"") {
             sink(Event::Text(text));
         }
-        let Some(calls) = delta.tool_calls.as_ref().and_then(Raw::as_borrowed) else { return };
-        for call in sonic_rs::to_array_iter(calls).flatten() {
-            let Ok(call) = sonic_rs::from_str::<ToolDeltaWire<'_>>(call.as_raw_str()) else { continue };
+        let Some(calls) = delta.tool_calls else { return };
+        crate::wire::for_each_element(&calls, |call: ToolDeltaWire<'_>| {
             let function = call.function;
             let (name, arguments) = match function {
                 Some(f) => (f.name, f.arguments),
@@ -169,7 +148,7 @@ impl Decoder {
                 if let Some(fragment) = arguments.filter(|a| a.is_string() && a.json() != "\"\"") {
                     sink(Event::Text(fragment));
                 }
-                continue;
+                return;
             }
             if let Some(id) = call.id.filter(Raw::is_string) {
                 sink(Event::ToolStart { index: call.index, id, name: name.unwrap_or_default() });
@@ -177,7 +156,7 @@ impl Decoder {
             if let Some(fragment) = arguments.filter(|a| a.is_string() && a.json() != "\"\"") {
                 sink(Event::ToolArguments { index: call.index, fragment });
             }
-        }
+        });
     }
 }
 

@@ -2,4 +2,5 @@
 
 #![allow(clippy::disallowed_methods, reason = "tests read their golden files and may block")]
 
+mod alloc;
 mod golden;
