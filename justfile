@@ -39,3 +39,7 @@ quick seconds="10" rps="5000":
 # Criterion benches of the translation hot paths.
 bench-translate:
     cargo bench -p translate --bench translate
+
+# Build translate's fuzz targets and run each over mutations of the golden inputs.
+fuzz-smoke:
+    bash translate/fuzz/smoke.sh
