@@ -19,8 +19,27 @@
 //! - [`bedrock`]: the Bedrock Converse dialect, provider side only: requests
 //!   written, responses, streams and errors read, and the model's path.
 //!
-//! Cross-dialect translation (Anthropic, Gemini, Bedrock, Ollama native) is
-//! built on the same two pieces.
+//! Cross-dialect translation goes through [`canon`], the canonical form:
+//! [`parse_request`] and [`write_request`] for requests, [`translate_response`]
+//! for answers, [`parse_error`] for errors, and [`stream::Translator`] for
+//! streams. Content travels as [`raw::Raw`] slices of the input.
+//!
+//! # Cost
+//!
+//! Measured with `cargo bench -p translate` (criterion, mimalloc, release
+//! profile) on the project's 2-vCPU AMD EPYC VM, 2026-11-22, machine
+//! otherwise idle:
+//! - a 1,727-byte OpenAI request (system prompt, five messages with a tool
+//!   round trip, two tools) written for Anthropic: 2.97 µs. About half of it
+//!   is sonic-rs's validating skip over the raw values (a plain
+//!   `LazyValue` parse of the same body is 15k of the 34k instructions,
+//!   counted with callgrind through `examples/hot.rs`); the target of 2 µs
+//!   is not met yet;
+//! - one Anthropic text delta into an OpenAI chunk: 67 ns per event;
+//! - one OpenAI text chunk into Anthropic events: 118 ns per event.
+//!
+//! Streams allocate nothing per event once warm (a counting-allocator test
+//! checks it).
 
 pub mod anthropic;
 pub mod bedrock;
