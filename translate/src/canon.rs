@@ -258,10 +258,13 @@ pub enum Event<'a> {
     /// Encrypted reasoning, a string literal.
     RedactedThinking(Raw<'a>),
     /// A tool call starts. `index` counts tool calls only, from 0.
+    /// `signature` is Gemini's thought signature on the call, which the
+    /// client must send back with it.
     ToolStart {
         index: u32,
         id: Raw<'a>,
         name: Raw<'a>,
+        signature: Option<Raw<'a>>,
     },
     /// A piece of a call's arguments: a string literal whose text is a
     /// fragment of the arguments' JSON.

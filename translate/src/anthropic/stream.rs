@@ -144,6 +144,7 @@ impl Decoder {
                     index: tool_index,
                     id: block.id.unwrap_or_default(),
                     name: block.name.unwrap_or_default(),
+                    signature: None,
                 });
             }
             "redacted_thinking" => {
@@ -380,7 +381,7 @@ impl Encoder {
                 );
                 self.close_block(out);
             }
-            Event::ToolStart { index, id, name } => self.tool_start(*index, id, name, out),
+            Event::ToolStart { index, id, name, .. } => self.tool_start(*index, id, name, out),
             Event::ToolArguments { index, fragment } => self.tool_arguments(*index, fragment, out),
             Event::Finish { reason, stop_sequence } => {
                 self.finish = Some((*reason, stop_sequence.as_ref().map(|s| s.json().as_bytes().to_vec())));

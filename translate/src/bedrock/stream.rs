@@ -154,7 +154,7 @@ impl Decoder {
         let Some(call) = payload.start.and_then(|s| s.tool_use) else { return };
         let tool = self.tools.len() as u32;
         self.tools.push((payload.index.unwrap_or(0), tool));
-        sink(Event::ToolStart { index: tool, id: call.id, name: call.name });
+        sink(Event::ToolStart { index: tool, id: call.id, name: call.name, signature: None });
     }
 
     fn block_delta(&mut self, payload: PayloadWire<'_>, sink: &mut impl FnMut(Event<'_>)) {

@@ -105,7 +105,8 @@ impl Decoder {
             let thought = part.is_thought();
             if let Some(call) = part.function_call {
                 let args = call.args.filter(Raw::is_object).unwrap_or(Raw::from_json("{}"));
-                self.call(call.id, call.name.filter(Raw::is_string).unwrap_or_default(), &args, sink);
+                let signature = part.thought_signature.filter(Raw::is_string);
+                self.call(call.id, call.name.filter(Raw::is_string).unwrap_or_default(), &args, signature, sink);
                 return;
             }
             if let Some(text) = part.text.filter(|t| t.is_string() && t.json() != "\"\"") {
@@ -120,7 +121,14 @@ impl Decoder {
     }
 
     /// One whole call: its start, then all its arguments in one fragment.
-    fn call(&mut self, id: Option<Raw<'_>>, name: Raw<'_>, args: &Raw<'_>, sink: &mut impl FnMut(Event<'_>)) {
+    fn call(
+        &mut self,
+        id: Option<Raw<'_>>,
+        name: Raw<'_>,
+        args: &Raw<'_>,
+        signature: Option<Raw<'_>>,
+        sink: &mut impl FnMut(Event<'_>),
+    ) {
         let index = self.calls;
         self.calls += 1;
         self.scratch.clear();
@@ -128,7 +136,7 @@ impl Decoder {
             Some(id) => self.scratch.extend_from_slice(id.json().as_bytes()),
             None => write_call_id(&self.id_stem, index, &mut self.scratch),
         }
-        sink(Event::ToolStart { index, id: scratch_raw(&self.scratch), name });
+        sink(Event::ToolStart { index, id: scratch_raw(&self.scratch), name, signature });
         self.scratch.clear();
         crate::raw::write_as_string(&mut self.scratch, args);
         sink(Event::ToolArguments { index, fragment: scratch_raw(&self.scratch) });
@@ -162,7 +170,7 @@ mod tests {
         assert_eq!(
             events[1..],
             [
-                r#"ToolStart { index: 0, id: "call_r1_0", name: "f" }"#,
+                r#"ToolStart { index: 0, id: "call_r1_0", name: "f", signature: None }"#,
                 r#"ToolArguments { index: 0, fragment: "{\"a\":\"\\\"x\\\"\"}" }"#,
                 "Finish { reason: ToolCalls, stop_sequence: None }",
             ]

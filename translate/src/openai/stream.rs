@@ -151,7 +151,7 @@ impl Decoder {
                 return;
             }
             if let Some(id) = call.id.filter(Raw::is_string) {
-                sink(Event::ToolStart { index: call.index, id, name: name.unwrap_or_default() });
+                sink(Event::ToolStart { index: call.index, id, name: name.unwrap_or_default(), signature: None });
             }
             if let Some(fragment) = arguments.filter(|a| a.is_string() && a.json() != "\"\"") {
                 sink(Event::ToolArguments { index: call.index, fragment });
@@ -262,9 +262,15 @@ impl Encoder {
             Event::Text(text) => self.chunk(out, b"{\"content\":", &[text.json().as_bytes(), b"}"], None),
             Event::Thinking(text) => self.chunk(out, b"{\"reasoning_content\":", &[text.json().as_bytes(), b"}"], None),
             Event::ThinkingSignature(_) | Event::RedactedThinking(_) => {}
-            Event::ToolStart { index, id, name } => {
+            Event::ToolStart { index, id, name, signature } => {
                 self.saw_tool = true;
                 let mut n = itoa::Buffer::new();
+                // Gemini's thought signature rides on the call, as in
+                // non-streamed answers, so that a client sends it back.
+                let (sig_key, sig): (&[u8], &[u8]) = match signature {
+                    Some(s) => (b",\"thought_signature\":", s.json().as_bytes()),
+                    None => (b"", b""),
+                };
                 self.chunk(
                     out,
                     b"{\"tool_calls\":[{\"index\":",
@@ -274,7 +280,10 @@ impl Encoder {
                         id.json().as_bytes(),
                         b",\"type\":\"function\",\"function\":{\"name\":",
                         name.json().as_bytes(),
-                        b",\"arguments\":\"\"}}]}",
+                        b",\"arguments\":\"\"}",
+                        sig_key,
+                        sig,
+                        b"}]}",
                     ],
                     None,
                 );
