@@ -287,7 +287,10 @@ async fn chat(
     // Anthropic streams always carry usage.
     let want_usage =
         front == Dialect::OpenAi && peek.stream && !peek.include_usage && injects_usage(&resolved.deployment.kind);
-    let body = splice_body(request.body, &peek, resolved.rename, want_usage, &mut scratch.body);
+    // Ollama's /v1 reads only `max_tokens`.
+    let max_tokens_name = matches!(resolved.deployment.kind, ProviderKind::Ollama { .. });
+    let splice = openai::Splice { model: resolved.rename, include_usage: want_usage, max_tokens_name };
+    let body = splice_body(request.body, &peek, splice, &mut scratch.body);
     let operation = if front == Dialect::Anthropic { Operation::Messages } else { Operation::Chat };
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, peek.stream, body);
@@ -496,7 +499,12 @@ async fn count_tokens(
             peek.model, resolved.deployment.name
         )));
     };
-    let body = splice_body(request.body, &peek, resolved.rename, false, &mut scratch.body);
+    let body = splice_body(
+        request.body,
+        &peek,
+        openai::Splice { model: resolved.rename, ..Default::default() },
+        &mut scratch.body,
+    );
     let call = Call {
         deployment: resolved.deployment,
         endpoint,
@@ -530,18 +538,12 @@ fn injects_usage(kind: &ProviderKind) -> bool {
 }
 
 /// The body to send: the client's own bytes when nothing must change.
-fn splice_body<'b>(
-    body: &'b [u8],
-    peek: &ChatPeek<'_>,
-    rename: Option<&str>,
-    usage: bool,
-    out: &'b mut Vec<u8>,
-) -> &'b [u8] {
-    if rename.is_none() && !usage {
+fn splice_body<'b>(body: &'b [u8], peek: &ChatPeek<'_>, splice: openai::Splice<'_>, out: &'b mut Vec<u8>) -> &'b [u8] {
+    if !splice.changes(peek) {
         return body;
     }
     out.clear();
-    openai::splice_chat(body, peek, rename, usage, out);
+    openai::splice_chat(body, peek, splice, out);
     out
 }
 
@@ -574,7 +576,12 @@ async fn embeddings(
             peek.model, resolved.deployment.name
         )));
     }
-    let body = splice_body(request.body, &peek, resolved.rename, false, &mut scratch.body);
+    let body = splice_body(
+        request.body,
+        &peek,
+        openai::Splice { model: resolved.rename, ..Default::default() },
+        &mut scratch.body,
+    );
     let call = Call {
         deployment: resolved.deployment,
         endpoint,

@@ -50,6 +50,10 @@ pub struct ChatPeek<'a> {
     pub include_usage: bool,
     /// Where the splice that turns `include_usage` on goes.
     usage_edit: UsageEdit,
+    /// The `"max_completion_tokens"` key, quotes included, when the body
+    /// has it and no `max_tokens`: providers that only read `max_tokens`
+    /// (Ollama's `/v1`) get the key renamed.
+    max_completion_tokens_key: Option<Range<usize>>,
 }
 
 /// How to turn `stream_options.include_usage` on, by byte position.
@@ -72,6 +76,10 @@ struct RawChat<'a> {
     stream: Option<LazyValue<'a>>,
     #[serde(borrow, default, deserialize_with = "present")]
     stream_options: Option<LazyValue<'a>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    max_completion_tokens: Option<LazyValue<'a>>,
+    #[serde(default)]
+    max_tokens: Option<serde::de::IgnoredAny>,
 }
 
 /// `Some` for a member that is present, even when it is `null` (serde's
@@ -99,7 +107,30 @@ pub fn peek_chat(body: &[u8]) -> Result<ChatPeek<'_>, PeekError> {
         None => (false, UsageEdit::InsertMember { at: start + 1 }),
         Some(opts) => usage_edit_within(body, opts)?,
     };
-    Ok(ChatPeek { model, model_span: span_of(body, &model_value, &["model"]), stream, include_usage, usage_edit })
+    let max_completion_tokens_key = match (&raw.max_completion_tokens, &raw.max_tokens) {
+        (Some(value), None) => {
+            key_span(body, &span_of(body, value, &["max_completion_tokens"]), b"\"max_completion_tokens\"")
+        }
+        _ => None,
+    };
+    Ok(ChatPeek {
+        model,
+        model_span: span_of(body, &model_value, &["model"]),
+        stream,
+        include_usage,
+        usage_edit,
+        max_completion_tokens_key,
+    })
+}
+
+/// The span of `key` (quotes included) right before the value at `value`,
+/// with only whitespace and the colon between them.
+fn key_span(body: &[u8], value: &Range<usize>, key: &[u8]) -> Option<Range<usize>> {
+    let before = &body[..value.start];
+    let colon = before.iter().rposition(|b| !b.is_ascii_whitespace()).filter(|&i| before[i] == b':')?;
+    let end = before[..colon].iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+    let start = end.checked_sub(key.len())?;
+    (&body[start..end] == key).then_some(start..end)
 }
 
 fn usage_edit_within(body: &[u8], opts: &LazyValue<'_>) -> Result<(bool, UsageEdit), PeekError> {
@@ -125,12 +156,35 @@ fn usage_edit_within(body: &[u8], opts: &LazyValue<'_>) -> Result<(bool, UsageEd
     }
 }
 
-/// Copies `body` into `out` with the model name replaced (when `model` is
-/// given) and `stream_options.include_usage` turned on (when `include_usage`
-/// is set and the client had not). Everything else is copied byte for byte.
-pub fn splice_chat(body: &[u8], peek: &ChatPeek<'_>, model: Option<&str>, include_usage: bool, out: &mut Vec<u8>) {
+/// The few changes a same-dialect body may need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Splice<'s> {
+    /// The model name the provider must see (an alias's target).
+    pub model: Option<&'s str>,
+    /// Turn `stream_options.include_usage` on.
+    pub include_usage: bool,
+    /// Rename `max_completion_tokens` to `max_tokens`.
+    pub max_tokens_name: bool,
+}
+
+impl Splice<'_> {
+    /// Whether `peek`'s body needs any change at all.
+    pub fn changes(&self, peek: &ChatPeek<'_>) -> bool {
+        self.model.is_some()
+            || (self.include_usage && !peek.include_usage)
+            || (self.max_tokens_name && peek.max_completion_tokens_key.is_some())
+    }
+}
+
+/// Copies `body` into `out` with the changes of `splice`. Everything else is
+/// copied byte for byte.
+pub fn splice_chat(body: &[u8], peek: &ChatPeek<'_>, splice: Splice<'_>, out: &mut Vec<u8>) {
+    let Splice { model, include_usage, max_tokens_name } = splice;
     out.reserve(body.len() + 48);
-    let mut edits: [Option<(Range<usize>, Insert<'_>)>; 2] = [None, None];
+    let mut edits: [Option<(Range<usize>, Insert<'_>)>; 3] = [None, None, None];
+    if max_tokens_name && let Some(key) = &peek.max_completion_tokens_key {
+        edits[2] = Some((key.clone(), Insert::Raw("\"max_tokens\"")));
+    }
     if let Some(model) = model {
         edits[0] = Some((peek.model_span.clone(), Insert::JsonString(model)));
     }
@@ -142,8 +196,9 @@ pub fn splice_chat(body: &[u8], peek: &ChatPeek<'_>, model: Option<&str>, includ
             UsageEdit::Replace { span, with } => (span.clone(), Insert::Raw(with)),
         });
     }
-    let mut edits: Vec<_> = edits.into_iter().flatten().collect();
-    edits.sort_by_key(|(span, _)| span.start);
+    // At most three edits: sorted in place, no allocation.
+    edits.sort_by_key(|e| e.as_ref().map_or(usize::MAX, |(span, _)| span.start));
+    let edits = edits.into_iter().flatten();
     let mut copied = 0;
     for (span, insert) in edits {
         out.extend_from_slice(&body[copied..span.start]);
@@ -308,7 +363,7 @@ mod tests {
     fn spliced(body: &str, model: Option<&str>, usage: bool) -> String {
         let peek = peek_chat(body.as_bytes()).unwrap();
         let mut out = Vec::new();
-        splice_chat(body.as_bytes(), &peek, model, usage, &mut out);
+        splice_chat(body.as_bytes(), &peek, Splice { model, include_usage: usage, max_tokens_name: false }, &mut out);
         let text = String::from_utf8(out).unwrap();
         // Every splice must leave valid JSON.
         sonic_rs::from_str::<sonic_rs::Value>(&text).unwrap();
@@ -393,6 +448,17 @@ mod tests {
             spliced(body, Some("real"), true),
             r#"{"stream_options":{"include_usage":true},"model":"real","stream":true}"#
         );
+    }
+
+    #[test]
+    fn renames_max_completion_tokens_only_when_asked_and_alone() {
+        let body = br#"{"model":"m", "max_completion_tokens" : 50,"messages":[]}"#;
+        let peek = peek_chat(body).unwrap();
+        let mut out = Vec::new();
+        splice_chat(body, &peek, Splice { max_tokens_name: true, ..Splice::default() }, &mut out);
+        assert_eq!(out, br#"{"model":"m", "max_tokens" : 50,"messages":[]}"#);
+        let both = br#"{"model":"m","max_tokens":10,"max_completion_tokens":50}"#;
+        assert!(!Splice { max_tokens_name: true, ..Splice::default() }.changes(&peek_chat(both).unwrap()));
     }
 
     #[test]

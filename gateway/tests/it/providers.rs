@@ -55,6 +55,10 @@ fn ollama_uses_its_openai_compatible_path_without_a_key() {
     assert_eq!(seen.request_line(), "POST /v1/chat/completions HTTP/1.1");
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(seen.header("host"), Some(up.addr.to_string()));
+    // Ollama's /v1 ignores max_completion_tokens: it gets max_tokens.
+    let body = r#"{"model":"llama3","max_completion_tokens":42,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(gw.post("/v1/chat/completions", body).status, 200);
+    assert_eq!(up.last().body_text(), body.replace("max_completion_tokens", "max_tokens"));
 }
 
 #[test]
