@@ -203,3 +203,51 @@ fn bedrock_api_keys_are_sent_as_bearer_tokens() {
     assert_eq!(seen.header("authorization").as_deref(), Some("Bearer bedrock-api-key"));
     assert_eq!(seen.header("x-amz-date"), None);
 }
+
+/// The event names of an Anthropic stream, in order.
+fn event_names(text: &str) -> Vec<&str> {
+    text.lines().filter_map(|l| l.strip_prefix("event: ")).collect()
+}
+
+#[test]
+fn anthropic_clients_stream_from_gemini_and_bedrock() {
+    let gemini = Scripted::start(|_| {
+        Action::Stream {
+        events: vec![
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Bon\"}]}}]}\n\n".into(),
+            "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{\"a\":1}}}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2,\"totalTokenCount\":5}}\n\n".into(),
+        ],
+        gap: std::time::Duration::from_millis(1),
+        finish: true,
+    }
+    });
+    let bedrock = Scripted::start(|_| Action::StreamBytes {
+        content_type: "application/vnd.amazon.eventstream",
+        chunks: bedrock_stream(),
+    });
+    let gw = Gateway::start(&config(&format!(
+        "[providers.google]\nkind = \"gemini\"\nbase_url = \"http://{}\"\napi_key = \"k\"\nmodels = [\"gemini-2.5-flash\"]\n[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{}\"\nregion = \"us-east-1\"\napi_key = \"k\"\nmodels = [\"{MODEL_ID}\"]",
+        gemini.addr, bedrock.addr
+    )));
+    let ask = |model: &str| {
+        let body = format!(
+            r#"{{"model":"{model}","max_tokens":50,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        gw.client().send("POST", "/v1/messages", &[], body.as_bytes())
+    };
+    let r = ask("gemini-2.5-flash");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let names = event_names(&text);
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(&names[names.len() - 2..], ["message_delta", "message_stop"], "{text}");
+    assert!(text.contains(r#""content_block":{"type":"tool_use""#), "{text}");
+    assert!(text.contains(r#""stop_reason":"tool_use""#), "{text}");
+    let r = ask(MODEL_ID);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains(r#""text":"Par""#) && text.contains(r#""text":"is""#), "{text}");
+    assert!(text.contains(r#""stop_reason":"end_turn""#), "{text}");
+    assert!(text.contains(r#""input_tokens":11"#), "usage from Bedrock's metadata event: {text}");
+    assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}");
+}

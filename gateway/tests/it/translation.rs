@@ -272,3 +272,46 @@ fn anthropic_to_anthropic_passes_bytes_and_headers_through() {
     assert_eq!((r.status, r.text()), (200, r#"{"input_tokens":42}"#.to_owned()));
     assert_eq!(up.last().request_line(), "POST /v1/messages/count_tokens HTTP/1.1");
 }
+
+#[test]
+fn anthropic_clients_reach_azure_and_ollama() {
+    let up = Scripted::start(|r| {
+        if r.body_text().contains("\"stream\":true") {
+            Action::Stream {
+                events: vec![
+                    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama3\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n".into(),
+                    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama3\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".into(),
+                    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"llama3\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":1,\"total_tokens\":5}}\n\n".into(),
+                    "data: [DONE]\n\n".into(),
+                ],
+                gap: Duration::from_millis(1),
+                finish: true,
+            }
+        } else {
+            Action::Reply(json_reply(200, "", &completion("gpt-4o")))
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.az]\nkind = \"azure\"\nbase_url = \"http://{0}\"\napi_key = \"az\"\nmodels = [\"gpt-4o\"]\n[providers.local]\nkind = \"ollama\"\nbase_url = \"http://{0}/v1\"\nmodels = [\"llama3\"]",
+        up.addr
+    ));
+    let r =
+        anthropic_post(&gw, r#"{"model":"gpt-4o","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"].as_str(), Some("ok"));
+    let seen = up.last();
+    assert_eq!(seen.request_line(), "POST /openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21 HTTP/1.1");
+    assert_eq!(seen.header("api-key").as_deref(), Some("az"));
+    assert!(seen.body_text().contains("\"max_completion_tokens\":20"), "{}", seen.body_text());
+    let r = anthropic_post(
+        &gw,
+        r#"{"model":"llama3","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let sent = up.last().body_text();
+    assert!(sent.contains("\"max_tokens\":20") && sent.contains("\"include_usage\":true"), "{sent}");
+    let text = r.text();
+    assert!(text.contains(r#""text":"Hi""#), "{text}");
+    assert!(text.contains(r#""output_tokens":1"#), "{text}");
+}
