@@ -316,7 +316,9 @@ fn lazy_str<'a>(value: &LazyValue<'a>) -> Option<std::borrow::Cow<'a, str>> {
     }
     let raw = value.as_raw_cow();
     match raw {
-        std::borrow::Cow::Borrowed(r) if !r.contains('\\') => Some(std::borrow::Cow::Borrowed(&r[1..r.len() - 1])),
+        std::borrow::Cow::Borrowed(r) if memchr::memchr(b'\\', r.as_bytes()).is_none() => {
+            Some(std::borrow::Cow::Borrowed(&r[1..r.len() - 1]))
+        }
         _ => value.as_str().map(|s| std::borrow::Cow::Owned(s.to_owned())),
     }
 }

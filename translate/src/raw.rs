@@ -65,7 +65,12 @@ impl<'a> Raw<'a> {
     /// no escapes, decoded otherwise.
     pub fn text(&self) -> Option<Cow<'a, str>> {
         match &self.0 {
-            Cow::Borrowed(s) if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') && !s.contains('\\') => {
+            Cow::Borrowed(s)
+                if s.len() >= 2
+                    && s.starts_with('"')
+                    && s.ends_with('"')
+                    && memchr::memchr(b'\\', s.as_bytes()).is_none() =>
+            {
                 Some(Cow::Borrowed(&s[1..s.len() - 1]))
             }
             _ => self.decode_string().map(|c| Cow::Owned(c.into_owned())),
@@ -119,7 +124,7 @@ impl<'a> Raw<'a> {
     /// The decoded text of a string literal.
     pub fn decode_string(&self) -> Option<Cow<'_, str>> {
         let body = self.string_body()?;
-        if !body.contains('\\') {
+        if memchr::memchr(b'\\', body.as_bytes()).is_none() {
             return Some(Cow::Borrowed(body));
         }
         unescape(body).map(Cow::Owned)
@@ -143,7 +148,7 @@ impl Default for Raw<'_> {
 fn unescape(body: &str) -> Option<String> {
     let mut out = String::with_capacity(body.len());
     let mut rest = body;
-    while let Some(at) = rest.find('\\') {
+    while let Some(at) = memchr::memchr(b'\\', rest.as_bytes()) {
         out.push_str(&rest[..at]);
         let bytes = rest.as_bytes();
         let escape = *bytes.get(at + 1)?;
