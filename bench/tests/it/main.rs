@@ -553,11 +553,11 @@ fn threads_share_one_port() {
 
 #[test]
 fn unknown_dialect_fails_at_startup() {
-    let out = Command::new(BIN).args(["--port", "0", "--dialect", "anthropic"]).output().unwrap();
+    let out = Command::new(BIN).args(["--port", "0", "--dialect", "cohere"]).output().unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("dialect `anthropic` is not implemented yet"), "{stderr}");
+    assert!(stderr.contains("unknown dialect `cohere`"), "{stderr}");
 }
 
 #[test]
