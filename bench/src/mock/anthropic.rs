@@ -41,7 +41,7 @@ pub fn route(call: Call<'_>) -> Reply {
     if count {
         routes::model_call(call, auth(head), texts, |v, answer| count_tokens(v, &answer))
     } else {
-        routes::model_call(call, auth(head), texts, |v, answer| messages(v, answer))
+        routes::model_call(call, auth(head), texts, messages)
     }
 }
 

@@ -294,7 +294,7 @@ fn rpc_status(status: u16) -> &'static str {
         501 => "NOT_IMPLEMENTED",
         503 => "UNAVAILABLE",
         504 => "DEADLINE_EXCEEDED",
-        400..=499 => "FAILED_PRECONDITION",
+        401..=499 => "FAILED_PRECONDITION",
         _ => "UNKNOWN",
     }
 }
