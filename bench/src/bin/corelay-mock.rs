@@ -1,4 +1,5 @@
-//! `corelay-mock`: a mock OpenAI-dialect LLM provider.
+//! `corelay-mock`: a mock LLM provider in the OpenAI, Anthropic, Gemini,
+//! Bedrock or Ollama wire format.
 //!
 //! The upstream for the gateway's integration tests and load benchmarks; see
 //! `bench::mock` for the behaviour and `--help` for the flags.

@@ -2,12 +2,16 @@
 //!
 //! The first four flags mirror crabllm-bench's mock so its benchmark scripts
 //! run unchanged against ours; `--host`, `--threads` and `--dialect` are ours.
+//! `--chunks` means content events of the OpenAI stream (role and finish
+//! chunks included, as crabllm-bench counts them) and text deltas in the
+//! other dialects.
 
 use std::time::Duration;
 
 use clap::Parser;
 
-/// A mock OpenAI-dialect LLM provider for tests and load benchmarks.
+/// A mock LLM provider (OpenAI, Anthropic, Gemini, Bedrock or Ollama wire
+/// format) for tests and load benchmarks.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "corelay-mock", version, about)]
 pub struct Args {
@@ -35,16 +39,21 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
 
-    /// Provider wire format to imitate.
+    /// Provider wire format to imitate: openai, anthropic, gemini, bedrock or
+    /// ollama.
     #[arg(long, default_value = "openai", value_parser = parse_dialect)]
     pub dialect: Dialect,
 }
 
-/// The wire formats the mock can speak. Only OpenAI exists so far; the flag is
-/// here now so scripts can already pin it.
+/// The wire formats the mock can speak, one per provider the gateway talks
+/// to (Azure is the OpenAI dialect under its own paths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     OpenAi,
+    Anthropic,
+    Gemini,
+    Bedrock,
+    Ollama,
 }
 
 /// What every connection needs from the flags. `Copy` so each worker thread
@@ -54,11 +63,17 @@ pub struct Config {
     pub chunks: u32,
     pub delay: Duration,
     pub error_rate: f64,
+    pub dialect: Dialect,
 }
 
 impl Args {
     pub fn config(&self) -> Config {
-        Config { chunks: self.chunks, delay: Duration::from_millis(self.delay), error_rate: self.error_rate }
+        Config {
+            chunks: self.chunks,
+            delay: Duration::from_millis(self.delay),
+            error_rate: self.error_rate,
+            dialect: self.dialect,
+        }
     }
 }
 
@@ -70,7 +85,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 fn parse_dialect(s: &str) -> Result<Dialect, String> {
     match s {
         "openai" => Ok(Dialect::OpenAi),
-        other => Err(format!("dialect `{other}` is not implemented yet (only `openai` is)")),
+        "anthropic" => Ok(Dialect::Anthropic),
+        "gemini" => Ok(Dialect::Gemini),
+        "bedrock" => Ok(Dialect::Bedrock),
+        "ollama" => Ok(Dialect::Ollama),
+        other => Err(format!("unknown dialect `{other}` (expected openai, anthropic, gemini, bedrock or ollama)")),
     }
 }
 
@@ -91,9 +110,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_dialect_says_not_implemented() {
-        let err = Args::try_parse_from(["corelay-mock", "--dialect", "anthropic"]).unwrap_err();
-        assert!(err.to_string().contains("not implemented yet"), "{err}");
+    fn every_dialect_parses_and_unknown_ones_fail() {
+        for (name, dialect) in [
+            ("openai", Dialect::OpenAi),
+            ("anthropic", Dialect::Anthropic),
+            ("gemini", Dialect::Gemini),
+            ("bedrock", Dialect::Bedrock),
+            ("ollama", Dialect::Ollama),
+        ] {
+            let args = Args::try_parse_from(["corelay-mock", "--dialect", name]).unwrap();
+            assert_eq!(args.config().dialect, dialect);
+        }
+        let err = Args::try_parse_from(["corelay-mock", "--dialect", "cohere"]).unwrap_err();
+        assert!(err.to_string().contains("unknown dialect `cohere`"), "{err}");
     }
 
     #[test]

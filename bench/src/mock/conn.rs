@@ -8,6 +8,7 @@
 //! is held back waiting for more.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::{IoBufMut, SliceMut};
@@ -16,10 +17,11 @@ use monoio::net::TcpStream;
 
 use crate::mock::chunked::{ChunkError, ChunkedDecoder};
 use crate::mock::cli::Config;
+use crate::mock::events::EventSource;
 use crate::mock::http::{self, Framing, Head, Rejection, ResponseHead};
-use crate::mock::openai::{self, StreamPlan};
+use crate::mock::openai;
 use crate::mock::routes::{self, GARBAGE, JsonReply, Reply};
-use crate::mock::stats;
+use crate::mock::state::{Recorded, State};
 
 const INITIAL_BUF: usize = 8 * 1024;
 /// Grow the read buffer when less than this is free, so reads stay large.
@@ -32,13 +34,14 @@ const HANG_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Serves one accepted connection until the client leaves or a reply closes
 /// it.
-pub async fn serve(stream: TcpStream, cfg: Config) {
-    stats::connection_accepted();
+pub async fn serve(stream: TcpStream, cfg: Config, state: Arc<State>) {
+    state.connection_accepted();
     // Small SSE events must leave at once, not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
         stream,
         cfg,
+        state,
         buf: Vec::with_capacity(INITIAL_BUF),
         out: Vec::with_capacity(INITIAL_BUF),
         event: Vec::new(),
@@ -50,6 +53,7 @@ pub async fn serve(stream: TcpStream, cfg: Config) {
 struct Conn {
     stream: TcpStream,
     cfg: Config,
+    state: Arc<State>,
     /// Received bytes not yet consumed by a request.
     buf: Vec<u8>,
     /// The response bytes about to be written.
@@ -81,8 +85,9 @@ impl Conn {
                 Incoming::Rejected(rejection) => return self.reject(rejection).await,
                 Incoming::Eof => return Ok(()),
             };
-            stats::request_received();
-            let reply = routes::route(&head, &body, &self.cfg);
+            self.state.request_received();
+            let reply = routes::route(&head, &body, &self.cfg, &self.state);
+            let head = self.record(head, body);
             if !self.send(reply, &head).await? {
                 return Ok(());
             }
@@ -153,6 +158,19 @@ impl Conn {
         }
     }
 
+    /// Keeps a model request for `/mock/last-request`, before any reply
+    /// byte goes out so a client that saw the reply always finds it there.
+    /// Headers and body move into the record; the head keeps what framing
+    /// the reply needs.
+    fn record(&self, mut head: Head, body: Vec<u8>) -> Head {
+        if !routes::is_own_endpoint(head.path()) {
+            let headers = std::mem::take(&mut head.headers);
+            let request = Recorded { method: head.method.clone(), target: head.target.clone(), headers, body };
+            self.state.record(request);
+        }
+        head
+    }
+
     /// Drops one request's bytes, keeping any pipelined ones after it.
     fn consume(&mut self, used: usize) {
         self.buf.drain(..used);
@@ -189,6 +207,7 @@ impl Conn {
         match reply {
             Reply::Json(reply) => self.send_json(reply, head).await,
             Reply::Stream(plan) => self.send_stream(&plan, head).await,
+            Reply::Events(list) => self.send_stream(&list, head).await,
             Reply::Garbage => {
                 self.out.extend_from_slice(GARBAGE);
                 self.flush().await?;
@@ -205,11 +224,12 @@ impl Conn {
         pause(reply.delay).await;
         let resp = ResponseHead {
             status: reply.status,
-            content_type: "application/json",
+            content_type: reply.content_type,
             content_length: Some(reply.body.len()),
             http10: head.http10,
             keep_alive: head.keep_alive,
             allow: reply.allow,
+            extra: &reply.extra,
         };
         http::write_head(&mut self.out, &resp);
         self.out.extend_from_slice(&reply.body);
@@ -217,27 +237,29 @@ impl Conn {
         Ok(head.keep_alive)
     }
 
-    /// Streams SSE events, one write per event. HTTP/1.0 clients get a
-    /// close-delimited body since they do not know chunked encoding.
-    async fn send_stream(&mut self, plan: &StreamPlan, head: &Head) -> io::Result<bool> {
+    /// Streams events (SSE, NDJSON lines or event-stream frames), one write
+    /// per event. HTTP/1.0 clients get a close-delimited body since they do
+    /// not know chunked encoding.
+    async fn send_stream(&mut self, plan: &dyn EventSource, head: &Head) -> io::Result<bool> {
         let chunked = !head.http10;
         let keep_alive = head.keep_alive && chunked;
         let resp = ResponseHead {
             status: 200,
-            content_type: "text/event-stream",
+            content_type: plan.content_type(),
             content_length: None,
             http10: head.http10,
             keep_alive,
             allow: None,
+            extra: &[],
         };
         // The head goes out together with the first event.
         http::write_head(&mut self.out, &resp);
-        let total = plan.event_count();
-        let cut = plan.close_after.map(|k| total.min(k as usize));
+        let total = plan.count();
+        let cut = plan.close_after().map(|k| total.min(k as usize));
         let send = cut.unwrap_or(total);
         for i in 0..send {
-            if i > 0 && plan.is_content(i) {
-                pause(plan.delay).await;
+            if plan.is_paced(i) {
+                pause(plan.delay()).await;
             }
             plan.render(i, &mut self.event);
             http::write_chunk(&mut self.out, &self.event, chunked);
@@ -262,6 +284,7 @@ impl Conn {
             http10: false,
             keep_alive: false,
             allow: None,
+            extra: &[],
         };
         http::write_head(&mut self.out, &resp);
         self.out.extend_from_slice(&body);

@@ -37,7 +37,8 @@ pub struct Head {
     pub expect_continue: bool,
     /// The `x-mock-*` directives, or why they are malformed.
     pub script: Result<Script, String>,
-    /// All headers (lowercased names), collected only for `x-mock-echo`.
+    /// All headers (lowercased names), for validation, `x-mock-echo` and
+    /// `/mock/last-request`.
     pub headers: Vec<(String, String)>,
     /// Length of the head in bytes, i.e. where the body starts.
     pub len: usize,
@@ -47,6 +48,16 @@ impl Head {
     /// The target without its query string.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The query string, without the `?`.
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -102,7 +113,6 @@ fn build_head(req: &httparse::Request<'_, '_>, len: usize) -> Result<Head, Rejec
             script = Err(e);
         }
     }
-    let echo = script.as_ref().is_ok_and(|s| s.echo);
     let http10 = req.version == Some(0);
     Ok(Head {
         method: req.method.unwrap_or_default().to_owned(),
@@ -112,7 +122,7 @@ fn build_head(req: &httparse::Request<'_, '_>, len: usize) -> Result<Head, Rejec
         framing: framing(&facts)?,
         expect_continue: facts.expect_continue,
         script,
-        headers: if echo { collect(req.headers) } else { Vec::new() },
+        headers: collect(req.headers),
         len,
     })
 }
@@ -194,6 +204,9 @@ pub fn write_head(out: &mut Vec<u8>, resp: &ResponseHead<'_>) {
     if let Some(allow) = resp.allow {
         let _ = write!(out, "allow: {allow}\r\n");
     }
+    for (name, value) in resp.extra {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
     if !resp.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     } else if resp.http10 {
@@ -211,6 +224,8 @@ pub struct ResponseHead<'a> {
     pub http10: bool,
     pub keep_alive: bool,
     pub allow: Option<&'a str>,
+    /// Dialect-specific headers (`x-amzn-errortype`, `request-id`, ...).
+    pub extra: &'a [(&'static str, String)],
 }
 
 /// Appends `data` as one HTTP chunk, or raw for an HTTP/1.0 close-delimited
@@ -240,6 +255,7 @@ fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         422 => "Unprocessable Content",
+        424 => "Failed Dependency",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

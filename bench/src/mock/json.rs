@@ -30,6 +30,35 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// `s` as a quoted JSON string, for `format!`-built bodies.
+pub fn quote(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_str(&mut out, s);
+    // push_str only appends ASCII escapes around valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends headers as a JSON object. Repeated names are joined with ", "
+/// since a JSON object cannot repeat a key.
+pub fn push_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
+    out.push(b'{');
+    let mut first = true;
+    for (i, (name, _)) in headers.iter().enumerate() {
+        if headers[..i].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let values: Vec<&str> = headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
+        push_str(out, name);
+        out.push(b':');
+        push_str(out, &values.join(", "));
+    }
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,16 +11,20 @@ use std::time::Duration;
 
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
+use crate::mock::canned::{self, Answer};
+use crate::mock::events::{EventList, EventSource};
 use crate::mock::json;
 
 /// Canned usage for chat; streams report `chunks` completion tokens instead.
-pub const PROMPT_TOKENS: u32 = 10;
+pub const PROMPT_TOKENS: u32 = canned::INPUT_TOKENS;
 /// Dimensions of every embedding, as text-embedding-3-small.
 pub const EMBEDDING_DIMS: usize = 1536;
 /// Prompt tokens charged per embeddings input.
 pub const TOKENS_PER_INPUT: usize = 5;
 
-const CONTENT: &str = "This is a benchmark response.";
+const CONTENT: &str = canned::TEXT;
+/// The id of every tool call.
+pub const TOOL_CALL_ID: &str = "call_mock_1";
 
 /// `GET /models`: the two models crabllm-bench's scripts ask for.
 pub const MODELS: &[u8] = br#"{"object":"list","data":[{"id":"bench-chat","object":"model","created":1700000000,"owned_by":"corelay-mock"},{"id":"bench-embed","object":"model","created":1700000000,"owned_by":"corelay-mock"}]}"#;
@@ -42,9 +46,14 @@ pub struct EmbeddingsRequest {
 
 /// Validates a chat body. `model_required` is false under an Azure
 /// deployment path, where the deployment names the model.
+#[cfg(test)]
 pub fn parse_chat(body: &[u8], model_required: bool) -> Result<ChatRequest, String> {
-    let v = parse_object(body)?;
-    let model = model(&v, model_required)?;
+    parse_chat_value(&parse_object(body)?, model_required)
+}
+
+/// Validates a parsed chat body.
+pub fn parse_chat_value(v: &Value, model_required: bool) -> Result<ChatRequest, String> {
+    let model = model(v, model_required)?;
     match v.get("messages") {
         Some(m) if m.is_array() => {}
         Some(_) => return Err("Invalid type for 'messages': expected an array.".into()),
@@ -59,14 +68,20 @@ pub fn parse_chat(body: &[u8], model_required: bool) -> Result<ChatRequest, Stri
 }
 
 /// Validates an embeddings body and counts its inputs.
+#[cfg(test)]
 pub fn parse_embeddings(body: &[u8], model_required: bool) -> Result<EmbeddingsRequest, String> {
-    let v = parse_object(body)?;
-    let model = model(&v, model_required)?;
+    parse_embeddings_value(&parse_object(body)?, model_required)
+}
+
+/// Validates a parsed embeddings body and counts its inputs.
+pub fn parse_embeddings_value(v: &Value, model_required: bool) -> Result<EmbeddingsRequest, String> {
+    let model = model(v, model_required)?;
     let input = v.get("input").ok_or("Missing required parameter: 'input'.")?;
     Ok(EmbeddingsRequest { model, inputs: input_count(input)? })
 }
 
-fn parse_object(body: &[u8]) -> Result<Value, String> {
+/// Parses a request body that must be a JSON object (every dialect's rule).
+pub fn parse_object(body: &[u8]) -> Result<Value, String> {
     let v: Value = sonic_rs::from_slice(body).map_err(|e| format!("We could not parse the JSON body: {e}"))?;
     if v.is_object() { Ok(v) } else { Err("The request body must be a JSON object.".into()) }
 }
@@ -131,6 +146,88 @@ pub fn chat_completion(model: &str) -> Vec<u8> {
         br#"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30}}"#,
     );
     out
+}
+
+/// The non-stream answer of `tool`: one call with the canned arguments.
+pub fn tool_completion(model: &str, tool: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(400);
+    out.extend_from_slice(br#"{"id":"chatcmpl-mock","object":"chat.completion","created":1700000000,"model":"#);
+    json::push_str(&mut out, model);
+    out.extend_from_slice(
+        br#","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"#,
+    );
+    json::push_str(&mut out, TOOL_CALL_ID);
+    out.extend_from_slice(br#","type":"function","function":{"name":"#);
+    json::push_str(&mut out, tool);
+    out.extend_from_slice(br#","arguments":"#);
+    json::push_str(&mut out, canned::TOOL_ARGS);
+    out.extend_from_slice(
+        br#"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":10,"completion_tokens":20,"total_tokens":30}}"#,
+    );
+    out
+}
+
+/// Streams for `tool` and `error-mid-stream`: a role chunk, then either the
+/// tool call (header with id and name, then the argument fragments, then
+/// `finish_reason:"tool_calls"`, usage if asked, `[DONE]`) or two text
+/// deltas and an in-stream error object with no `[DONE]`.
+pub fn scripted_stream(model: &str, answer: &Answer, include_usage: bool) -> EventList {
+    let mut list = EventList::new("text/event-stream", answer.delay, answer.close_after);
+    let mut model_json = Vec::new();
+    json::push_str(&mut model_json, model);
+    let chunk = |choice: &str| {
+        let mut out =
+            br#"{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"#.to_vec();
+        out.extend_from_slice(&model_json);
+        out.extend_from_slice(br#","choices":[{"index":0,"delta":"#);
+        out.extend_from_slice(choice.as_bytes());
+        out.extend_from_slice(b"}]");
+        if include_usage {
+            out.extend_from_slice(br#","usage":null"#);
+        }
+        out.push(b'}');
+        out
+    };
+    list.sse(false, None, &chunk(r#"{"role":"assistant","content":""},"finish_reason":null"#));
+    if answer.error_mid_stream {
+        for _ in 0..canned::DELTAS_BEFORE_ERROR {
+            list.sse(true, None, &chunk(&format!(r#"{{"content":"{}"}},"finish_reason":null"#, canned::DELTA)));
+        }
+        list.sse(true, None, &error_body(500, canned::STREAM_ERROR_MESSAGE));
+        return list;
+    }
+    let name = answer.tool.as_deref().unwrap_or_default();
+    let mut header =
+        format!(r#"{{"tool_calls":[{{"index":0,"id":"{TOOL_CALL_ID}","type":"function","function":{{"name":"#);
+    let mut quoted = Vec::new();
+    json::push_str(&mut quoted, name);
+    header.push_str(&String::from_utf8_lossy(&quoted));
+    header.push_str(r#","arguments":""}}]},"finish_reason":null"#);
+    list.sse(true, None, &chunk(&header));
+    for fragment in canned::TOOL_ARG_FRAGMENTS {
+        let mut args = Vec::new();
+        json::push_str(&mut args, fragment);
+        let delta = format!(
+            r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}},"finish_reason":null"#,
+            String::from_utf8_lossy(&args)
+        );
+        list.sse(true, None, &chunk(&delta));
+    }
+    list.sse(true, None, &chunk(r#"{},"finish_reason":"tool_calls""#));
+    if include_usage {
+        let completion = answer.stream_output_tokens();
+        let total = PROMPT_TOKENS + completion;
+        let mut out =
+            br#"{"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1700000000,"model":"#.to_vec();
+        out.extend_from_slice(&model_json);
+        let usage = format!(
+            r#","choices":[],"usage":{{"prompt_tokens":{PROMPT_TOKENS},"completion_tokens":{completion},"total_tokens":{total}}}}}"#
+        );
+        out.extend_from_slice(usage.as_bytes());
+        list.sse(false, None, &out);
+    }
+    list.sse(false, None, b"[DONE]");
+    list
 }
 
 /// The embeddings response: `inputs` vectors of zeros.
@@ -246,6 +343,32 @@ impl StreamPlan {
         );
         out.extend_from_slice(usage.as_bytes());
         out.extend_from_slice(b"\n\n");
+    }
+}
+
+impl EventSource for StreamPlan {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+
+    fn count(&self) -> usize {
+        self.event_count()
+    }
+
+    fn is_paced(&self, i: usize) -> bool {
+        i > 0 && self.is_content(i)
+    }
+
+    fn render(&self, i: usize, out: &mut Vec<u8>) {
+        StreamPlan::render(self, i, out);
+    }
+
+    fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    fn close_after(&self) -> Option<u32> {
+        self.close_after
     }
 }
 

@@ -2,33 +2,45 @@
 //!
 //! Keeping this pure lets the decisions (which route, which script directive
 //! wins, what body) be unit-tested, and leaves the connection code with only
-//! framing and timing. Routes match on the path suffix so the OpenAI
-//! (`/v1/...`), Azure (`/openai/deployments/{name}/...`) and Azure v1
-//! (`/openai/v1/...`) layouts all reach the same handlers.
+//! framing and timing. The mock's own endpoints (`/health`, `/mock/*`) exist
+//! in every dialect; everything else goes to the dialect chosen by
+//! `--dialect`. Every model endpoint runs the same pipeline, [`model_call`],
+//! so the scripting directives behave identically in all dialects.
+//!
+//! OpenAI routes match on the path suffix so the OpenAI (`/v1/...`), Azure
+//! (`/openai/deployments/{name}/...`) and Azure v1 (`/openai/v1/...`)
+//! layouts all reach the same handlers.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::mock::cli::Config;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
+
+use crate::mock::canned::Answer;
+use crate::mock::cli::{Config, Dialect};
+use crate::mock::events::EventList;
 use crate::mock::http::Head;
 use crate::mock::openai::{self, StreamPlan};
 use crate::mock::script::Script;
-use crate::mock::{json, stats};
+use crate::mock::state::State;
+use crate::mock::{anthropic, bedrock, gemini, json, ollama};
 
 /// What the connection should do with a request.
 #[derive(Debug)]
 pub enum Reply {
     /// A JSON body with Content-Length, sent after `delay`.
     Json(JsonReply),
-    /// A chat completion as server-sent events.
+    /// The OpenAI text stream, rendered event by event.
     Stream(StreamPlan),
+    /// Any other stream, rendered up front.
+    Events(EventList),
     /// Bytes that are not HTTP, then close (`x-mock-garbage`).
     Garbage,
     /// Never answer (`x-mock-hang`).
     Hang,
 }
 
-/// A complete JSON response.
+/// A complete response with a body.
 #[derive(Debug)]
 pub struct JsonReply {
     pub status: u16,
@@ -36,10 +48,215 @@ pub struct JsonReply {
     pub delay: Duration,
     /// The `Allow` header of a 405.
     pub allow: Option<&'static str>,
+    /// Dialect-specific headers.
+    pub extra: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
 }
 
 /// The bytes `x-mock-garbage` answers with.
 pub const GARBAGE: &[u8] = b"not http at all\r\n\r\n";
+
+/// Whose error body a route answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Anthropic,
+    Google,
+    Aws,
+    Ollama,
+}
+
+impl Shape {
+    /// An error reply in this shape.
+    pub fn error(self, status: u16, message: &str, delay: Duration) -> Reply {
+        Reply::Json(self.error_json(status, message, delay))
+    }
+
+    /// The error response itself.
+    pub fn error_json(self, status: u16, message: &str, delay: Duration) -> JsonReply {
+        let mut reply = match self {
+            Shape::OpenAi => json_reply(status, openai::error_body(status, message), Duration::ZERO),
+            Shape::Anthropic => anthropic::error_reply(status, message),
+            Shape::Google => gemini::error_reply(status, message),
+            Shape::Aws => bedrock::error_reply(status, message),
+            Shape::Ollama => ollama::error_reply(status, message),
+        };
+        reply.delay = delay;
+        reply
+    }
+
+    /// The 404 for a path this dialect does not have.
+    pub fn not_found(self, head: &Head) -> Reply {
+        self.error(404, &format!("Invalid URL ({} {})", head.method, head.path()), Duration::ZERO)
+    }
+}
+
+/// One request to a model endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub head: &'a Head,
+    pub body: &'a [u8],
+    pub cfg: &'a Config,
+    pub shape: Shape,
+}
+
+/// Finds the texts that may hold `[mock:...]` directives in a parsed body.
+pub type Texts = for<'v> fn(&'v Value) -> Vec<&'v str>;
+
+/// Decides the reply to one request.
+pub fn route(head: &Head, body: &[u8], cfg: &Config, state: &State) -> Reply {
+    if let Some(reply) = own_endpoint(head, state) {
+        return reply;
+    }
+    let call = |shape| Call { head, body, cfg, shape };
+    match cfg.dialect {
+        Dialect::OpenAi => openai_route(call(Shape::OpenAi)),
+        Dialect::Anthropic => anthropic::route(call(Shape::Anthropic)),
+        Dialect::Gemini => gemini::route(call(Shape::Google)),
+        Dialect::Bedrock => bedrock::route(call(Shape::Aws)),
+        Dialect::Ollama => ollama::route(call(Shape::Ollama)),
+    }
+}
+
+/// Whether a request is for the mock itself rather than a model; those are
+/// not recorded as the last request.
+pub fn is_own_endpoint(path: &str) -> bool {
+    path == "/health" || path.starts_with("/mock/")
+}
+
+/// `/health`, `/mock/stats`, `/mock/last-request`: GET only, OpenAI error
+/// shape in every dialect.
+fn own_endpoint(head: &Head, state: &State) -> Option<Reply> {
+    let path = head.path();
+    if !is_own_endpoint(path) {
+        return None;
+    }
+    let known = matches!(path, "/health" | "/mock/stats" | "/mock/last-request");
+    if !known {
+        return Some(Shape::OpenAi.not_found(head));
+    }
+    if head.method != "GET" {
+        return Some(method_not_allowed(head, "GET", Shape::OpenAi));
+    }
+    Some(match path {
+        "/health" => ok(Cow::Borrowed(br#"{"status":"ok"}"#)),
+        "/mock/stats" => ok(Cow::Owned(state.render_stats())),
+        _ => match state.render_last() {
+            Some(body) => ok(Cow::Owned(body)),
+            None => Shape::OpenAi.error(404, "no model request received yet", Duration::ZERO),
+        },
+    })
+}
+
+/// The 405 with its `Allow` header.
+pub fn method_not_allowed(head: &Head, allow: &'static str, shape: Shape) -> Reply {
+    let message = format!("Method {} is not allowed on {}", head.method, head.path());
+    let mut reply = shape.error_json(405, &message, Duration::ZERO);
+    reply.allow = Some(allow);
+    Reply::Json(reply)
+}
+
+/// The pipeline every model endpoint runs.
+///
+/// Header directives first: transport-level ones (garbage, hang) replace HTTP
+/// altogether, `status` wins over everything, and echo comes before
+/// validation so tests can see exactly what arrived even when it is not
+/// valid JSON. Then authentication, `--error-rate`, the JSON body, and the
+/// body's own directives (which may again ask for any of the above). Only
+/// then does the dialect validate and `serve`.
+pub fn model_call(
+    call: Call<'_>,
+    auth: Result<(), (u16, String)>,
+    texts: Texts,
+    serve: impl FnOnce(&Value, Answer) -> Reply,
+) -> Reply {
+    let shape = call.shape;
+    let mut script = match &call.head.script {
+        Ok(script) => script.clone(),
+        Err(message) => return shape.error(400, message, Duration::ZERO),
+    };
+    if let Some(reply) = directed(call, &script) {
+        return reply;
+    }
+    if let Err((status, message)) = auth {
+        return shape.error(status, &message, Duration::ZERO);
+    }
+    let delay = script.delay.unwrap_or(call.cfg.delay);
+    if call.cfg.error_rate > 0.0 && fastrand::f64() < call.cfg.error_rate {
+        return shape.error(500, "mock error (--error-rate)", delay);
+    }
+    let v = match openai::parse_object(call.body) {
+        Ok(v) => v,
+        Err(message) => return shape.error(400, &message, delay),
+    };
+    for text in texts(&v) {
+        if let Err(message) = script.apply_text(text) {
+            return shape.error(400, &message, delay);
+        }
+    }
+    if let Some(reply) = directed(call, &script) {
+        return reply;
+    }
+    let delay = script.delay.unwrap_or(call.cfg.delay);
+    serve(&v, Answer::new(&script, call.cfg, delay))
+}
+
+/// The directives that answer without looking at the body's meaning.
+fn directed(call: Call<'_>, script: &Script) -> Option<Reply> {
+    if script.garbage {
+        return Some(Reply::Garbage);
+    }
+    if script.hang {
+        return Some(Reply::Hang);
+    }
+    let delay = script.delay.unwrap_or(call.cfg.delay);
+    if let Some(status) = script.status {
+        return Some(call.shape.error(status, &format!("mock error {status}"), delay));
+    }
+    script.echo.then(|| Reply::Json(json_reply(200, echo(call.head, call.body), delay)))
+}
+
+/// The texts of the last message when it is a user turn: `list` names the
+/// message array, `content` the field holding a string or an array of
+/// strings and `{"text":...}` blocks. A missing role counts as user (Gemini
+/// allows it). Directives in earlier turns are ignored on purpose, so a
+/// conversation that continues after a scripted tool call gets a plain
+/// answer.
+pub fn last_user_texts<'v>(v: &'v Value, list: &str, content: &str) -> Vec<&'v str> {
+    let mut out = Vec::new();
+    let Some(last) = v.get(list).and_then(|l| l.as_array()).and_then(|l| l.iter().last()) else {
+        return out;
+    };
+    if last.get("role").is_some_and(|r| r.as_str() != Some("user")) {
+        return out;
+    }
+    if let Some(content) = last.get(content) {
+        push_texts(content, &mut out);
+    }
+    out
+}
+
+/// Collects a string, or the strings and `text` fields of an array.
+pub fn push_texts<'v>(content: &'v Value, out: &mut Vec<&'v str>) {
+    if let Some(s) = content.as_str() {
+        out.push(s);
+        return;
+    }
+    for item in content.as_array().into_iter().flat_map(|a| a.iter()) {
+        if let Some(s) = item.as_str().or_else(|| item.get("text").and_then(|t| t.as_str())) {
+            out.push(s);
+        }
+    }
+}
+
+/// The top-level `"mock"` string, where the dialect's real API tolerates
+/// extra fields.
+pub fn mock_field(v: &Value) -> Option<&str> {
+    v.get("mock").and_then(|m| m.as_str())
+}
+
+// ---------------------------------------------------------------------------
+// The OpenAI dialect's routes (also served by the Ollama dialect under /v1).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint<'a> {
@@ -47,47 +264,28 @@ enum Endpoint<'a> {
     Chat(Option<&'a str>),
     Embeddings(Option<&'a str>),
     Models,
-    Health,
-    Stats,
 }
 
-impl Endpoint<'_> {
-    fn method(self) -> &'static str {
-        match self {
-            Endpoint::Chat(_) | Endpoint::Embeddings(_) => "POST",
-            _ => "GET",
+/// The OpenAI (and Azure) endpoints.
+pub fn openai_route(call: Call<'_>) -> Reply {
+    let head = call.head;
+    let Some(endpoint) = classify(head.path()) else {
+        return call.shape.not_found(head);
+    };
+    let allow = if endpoint == Endpoint::Models { "GET" } else { "POST" };
+    if head.method != allow {
+        return method_not_allowed(head, allow, call.shape);
+    }
+    match endpoint {
+        Endpoint::Models => ok(Cow::Borrowed(openai::MODELS)),
+        Endpoint::Chat(deployment) => model_call(call, Ok(()), chat_texts, |v, answer| chat(v, deployment, answer)),
+        Endpoint::Embeddings(deployment) => {
+            model_call(call, Ok(()), embeddings_texts, |v, answer| embeddings(v, deployment, answer.delay))
         }
     }
 }
 
-/// Decides the reply to one request.
-pub fn route(head: &Head, body: &[u8], cfg: &Config) -> Reply {
-    let path = head.path();
-    let Some(endpoint) = classify(path) else {
-        let message = format!("Invalid URL ({} {path})", head.method);
-        return error(404, &message, Duration::ZERO);
-    };
-    let allow = endpoint.method();
-    if head.method != allow {
-        let message = format!("Method {} is not allowed on {path}", head.method);
-        let mut reply = json_reply(405, openai::error_body(405, &message), Duration::ZERO);
-        reply.allow = Some(allow);
-        return Reply::Json(reply);
-    }
-    match endpoint {
-        Endpoint::Health => ok(Cow::Borrowed(br#"{"status":"ok"}"#)),
-        Endpoint::Stats => ok(Cow::Owned(stats::render())),
-        Endpoint::Models => ok(Cow::Borrowed(openai::MODELS)),
-        Endpoint::Chat(_) | Endpoint::Embeddings(_) => scripted(head, body, cfg, endpoint),
-    }
-}
-
 fn classify(path: &str) -> Option<Endpoint<'_>> {
-    match path {
-        "/health" => return Some(Endpoint::Health),
-        "/mock/stats" => return Some(Endpoint::Stats),
-        _ => {}
-    }
     let deployment = deployment(path);
     if path.ends_with("/chat/completions") {
         Some(Endpoint::Chat(deployment))
@@ -107,114 +305,95 @@ fn deployment(path: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Chat and embeddings: apply the `x-mock-*` script, then the flags, then
-/// serve. Transport-level directives (garbage, hang) come first because they
-/// replace HTTP altogether; echo comes before validation so tests can see
-/// exactly what arrived even when it is not valid JSON.
-fn scripted(head: &Head, body: &[u8], cfg: &Config, endpoint: Endpoint<'_>) -> Reply {
-    let script = match &head.script {
-        Ok(script) => script,
-        Err(message) => return error(400, message, Duration::ZERO),
-    };
-    if script.garbage {
-        return Reply::Garbage;
-    }
-    if script.hang {
-        return Reply::Hang;
-    }
-    let delay = script.delay.unwrap_or(cfg.delay);
-    if let Some(status) = script.status {
-        return error(status, &format!("mock error {status}"), delay);
-    }
-    if script.echo {
-        return Reply::Json(json_reply(200, echo(head, body), delay));
-    }
-    if cfg.error_rate > 0.0 && fastrand::f64() < cfg.error_rate {
-        return error(500, "mock error (--error-rate)", delay);
-    }
-    match endpoint {
-        Endpoint::Chat(deployment) => chat(body, deployment, script, cfg, delay),
-        Endpoint::Embeddings(deployment) => embeddings(body, deployment, delay),
-        _ => error(404, "unreachable route", Duration::ZERO),
-    }
+fn chat_texts(v: &Value) -> Vec<&str> {
+    let mut texts = last_user_texts(v, "messages", "content");
+    texts.extend(mock_field(v));
+    texts
 }
 
-fn chat(body: &[u8], deployment: Option<&str>, script: &Script, cfg: &Config, delay: Duration) -> Reply {
-    let req = match openai::parse_chat(body, deployment.is_none()) {
+fn embeddings_texts(v: &Value) -> Vec<&str> {
+    let mut texts = Vec::new();
+    if let Some(input) = v.get("input") {
+        push_texts(input, &mut texts);
+    }
+    texts.extend(mock_field(v));
+    texts
+}
+
+fn chat(v: &Value, deployment: Option<&str>, answer: Answer) -> Reply {
+    let req = match openai::parse_chat_value(v, deployment.is_none()) {
         Ok(req) => req,
-        Err(message) => return error(400, &message, delay),
+        Err(message) => return Shape::OpenAi.error(400, &message, answer.delay),
     };
     let model = req.model.as_deref().or(deployment).unwrap_or_default();
     if !req.stream {
-        return Reply::Json(json_reply(200, openai::chat_completion(model), delay));
+        let body = match &answer.tool {
+            Some(tool) => openai::tool_completion(model, tool),
+            None => openai::chat_completion(model),
+        };
+        return Reply::Json(json_reply(200, body, answer.delay));
     }
-    let chunks = script.chunks.unwrap_or(cfg.chunks);
-    let mut plan = StreamPlan::new(model, chunks, req.include_usage, delay);
-    plan.close_after = script.close_after;
+    if answer.tool.is_some() || answer.error_mid_stream {
+        return Reply::Events(openai::scripted_stream(model, &answer, req.include_usage));
+    }
+    let mut plan = StreamPlan::new(model, answer.chunks, req.include_usage, answer.delay);
+    plan.close_after = answer.close_after;
     Reply::Stream(plan)
 }
 
-fn embeddings(body: &[u8], deployment: Option<&str>, delay: Duration) -> Reply {
-    match openai::parse_embeddings(body, deployment.is_none()) {
+fn embeddings(v: &Value, deployment: Option<&str>, delay: Duration) -> Reply {
+    match openai::parse_embeddings_value(v, deployment.is_none()) {
         Ok(req) => {
             let model = req.model.as_deref().or(deployment).unwrap_or_default();
             let body = openai::embeddings(model, req.inputs);
             Reply::Json(json_reply(200, body, delay))
         }
-        Err(message) => error(400, &message, delay),
+        Err(message) => Shape::OpenAi.error(400, &message, delay),
     }
 }
 
-/// `{"method","path","headers","body"}`: what the mock received. Repeated
-/// headers are joined with ", " since a JSON object cannot repeat a key.
+// ---------------------------------------------------------------------------
+// Small constructors shared by the dialects.
+
+/// `{"method","path","headers","body"}`: what the mock received.
 fn echo(head: &Head, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(br#"{"method":"#);
     json::push_str(&mut out, &head.method);
     out.extend_from_slice(br#","path":"#);
     json::push_str(&mut out, &head.target);
-    out.extend_from_slice(br#","headers":{"#);
-    for (i, (name, _)) in head.headers.iter().enumerate() {
-        if head.headers[..i].iter().any(|(n, _)| n == name) {
-            continue;
-        }
-        if i > 0 {
-            out.push(b',');
-        }
-        let values: Vec<&str> = head.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
-        json::push_str(&mut out, name);
-        out.push(b':');
-        json::push_str(&mut out, &values.join(", "));
-    }
-    out.extend_from_slice(br#"},"body":"#);
+    out.extend_from_slice(br#","headers":"#);
+    json::push_headers(&mut out, &head.headers);
+    out.extend_from_slice(br#","body":"#);
     json::push_str(&mut out, &String::from_utf8_lossy(body));
     out.push(b'}');
     out
 }
 
-fn ok(body: Cow<'static, [u8]>) -> Reply {
+pub fn ok(body: Cow<'static, [u8]>) -> Reply {
     Reply::Json(json_reply(200, body, Duration::ZERO))
 }
 
-fn error(status: u16, message: &str, delay: Duration) -> Reply {
-    Reply::Json(json_reply(status, openai::error_body(status, message), delay))
+pub fn json_reply(status: u16, body: impl Into<Cow<'static, [u8]>>, delay: Duration) -> JsonReply {
+    JsonReply { status, body: body.into(), delay, allow: None, extra: Vec::new(), content_type: "application/json" }
 }
 
-fn json_reply(status: u16, body: impl Into<Cow<'static, [u8]>>, delay: Duration) -> JsonReply {
-    JsonReply { status, body: body.into(), delay, allow: None }
+/// Whether a JSON value is a non-empty array.
+pub fn non_empty_array(v: Option<&Value>) -> bool {
+    v.and_then(|v| v.as_array()).is_some_and(|a| !a.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mock::http::parse_head;
-    use sonic_rs::JsonValueTrait;
 
-    const CFG: Config = Config { chunks: 4, delay: Duration::from_millis(7), error_rate: 0.0 };
+    const CFG: Config =
+        Config { chunks: 4, delay: Duration::from_millis(7), error_rate: 0.0, dialect: Dialect::OpenAi };
 
     fn reply(raw: &str, body: &str) -> Reply {
         let head = parse_head(raw.as_bytes()).unwrap().unwrap();
-        route(&head, body.as_bytes(), &CFG)
+        route(&head, body.as_bytes(), &CFG, &State::default())
     }
 
     fn json(raw: &str, body: &str) -> JsonReply {
@@ -247,6 +426,8 @@ mod tests {
     fn wrong_method_is_405_with_allow() {
         let r = json("GET /v1/chat/completions HTTP/1.1\r\n\r\n", "");
         assert_eq!((r.status, r.allow), (405, Some("POST")));
+        let r = json("POST /mock/last-request HTTP/1.1\r\n\r\n", "");
+        assert_eq!((r.status, r.allow), (405, Some("GET")));
     }
 
     #[test]
@@ -260,6 +441,21 @@ mod tests {
         assert!(matches!(reply(garbage, ""), Reply::Garbage));
         let hang = "POST /v1/chat/completions HTTP/1.1\r\nx-mock-hang: 1\r\n\r\n";
         assert!(matches!(reply(hang, ""), Reply::Hang));
+    }
+
+    #[test]
+    fn body_directives_apply_from_the_last_user_message_only() {
+        let raw = "POST /v1/chat/completions HTTP/1.1\r\n\r\n";
+        let last =
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi [mock:status=418]"}]}]}"#;
+        assert_eq!(json(raw, last).status, 418);
+        let earlier =
+            r#"{"model":"m","messages":[{"role":"user","content":"[mock:status=418]"},{"role":"tool","content":"x"}]}"#;
+        assert_eq!(json(raw, earlier).status, 200);
+        let field = r#"{"model":"m","messages":[],"mock":"[mock:garbage]"}"#;
+        assert!(matches!(reply(raw, field), Reply::Garbage));
+        let typo = r#"{"model":"m","messages":[{"role":"user","content":"[mock:stat=1]"}]}"#;
+        assert_eq!(json(raw, typo).status, 400);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::TcpListener as StdListener;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use monoio::net::TcpListener;
 
 use crate::mock::cli::{Args, Config};
 use crate::mock::conn;
+use crate::mock::state::State;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
@@ -48,14 +49,18 @@ pub fn start(args: &Args) -> anyhow::Result<(std::net::SocketAddr, Vec<thread::J
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let cfg = args.config();
+    // One state per server: tests run many mocks in one process.
+    let state = Arc::new(State::default());
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut workers = Vec::new();
     for id in 0..args.threads {
         let socket = listener.try_clone()?;
         let ready = ready_tx.clone();
-        let worker =
-            thread::Builder::new().name(format!("corelay-mock-{id}")).spawn(move || worker(socket, cfg, ready))?;
+        let state = Arc::clone(&state);
+        let worker = thread::Builder::new()
+            .name(format!("corelay-mock-{id}"))
+            .spawn(move || worker(socket, cfg, state, ready))?;
         workers.push(worker);
     }
     drop(ready_tx);
@@ -83,7 +88,7 @@ fn bind(host: &str, port: u16) -> std::io::Result<StdListener> {
 }
 
 /// One worker thread: build its runtime, report readiness, accept forever.
-fn worker(socket: StdListener, cfg: Config, ready: mpsc::Sender<Result<(), String>>) {
+fn worker(socket: StdListener, cfg: Config, state: Arc<State>, ready: mpsc::Sender<Result<(), String>>) {
     let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().with_entries(1024).build();
     let mut runtime = match runtime {
         Ok(runtime) => runtime,
@@ -102,15 +107,15 @@ fn worker(socket: StdListener, cfg: Config, ready: mpsc::Sender<Result<(), Strin
             }
         };
         let _ = ready.send(Ok(()));
-        accept_loop(listener, cfg).await;
+        accept_loop(listener, cfg, state).await;
     });
 }
 
-async fn accept_loop(listener: TcpListener, cfg: Config) {
+async fn accept_loop(listener: TcpListener, cfg: Config, state: Arc<State>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                monoio::spawn(conn::serve(stream, cfg));
+                monoio::spawn(conn::serve(stream, cfg, Arc::clone(&state)));
             }
             Err(e) => {
                 eprintln!("corelay-mock: accept failed: {e}");

@@ -1,10 +1,18 @@
 //! End-to-end tests of the `corelay-mock` binary.
 //!
-//! Each test starts its own mock process (`--port 0`, so tests run in
-//! parallel without port clashes) and talks raw HTTP/1.1 to it over
-//! `std::net::TcpStream`: the point is to pin down the exact bytes the
-//! gateway will see from this upstream, which a higher-level client would
-//! hide. Reads block until data arrives, so nothing sleeps to synchronise.
+//! The tests in this file start their own mock process (`--port 0`, so tests
+//! run in parallel without port clashes); the dialect modules start the mock
+//! inside the test process ([`InProcess`]), as the gateway's tests do, each
+//! with its own state. All talk raw HTTP/1.1 over `std::net::TcpStream`: the
+//! point is to pin down the exact bytes the gateway will see from this
+//! upstream, which a higher-level client would hide. Reads block until data
+//! arrives, so nothing sleeps to synchronise.
+
+mod anthropic;
+mod bedrock;
+mod gemini;
+mod ollama;
+mod scripted;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -47,9 +55,7 @@ impl Mock {
     }
 
     fn connect(&self) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        Client { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
+        connect(self.port)
     }
 
     /// Reads `/mock/stats` over `client`, returning (connections, requests).
@@ -63,6 +69,49 @@ impl Drop for Mock {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn connect(port: u16) -> Client {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    Client { writer: stream.try_clone().unwrap(), reader: BufReader::new(stream) }
+}
+
+/// A mock running inside the test process, with its own counters and last
+/// request. Its worker threads live as long as the test binary.
+struct InProcess {
+    port: u16,
+}
+
+impl InProcess {
+    fn start(args: &[&str]) -> InProcess {
+        use clap::Parser;
+        let mut argv = vec!["corelay-mock", "--port", "0"];
+        argv.extend_from_slice(args);
+        let args = bench::mock::cli::Args::parse_from(argv);
+        let (addr, workers) = bench::mock::start(&args).expect("start corelay-mock");
+        drop(workers);
+        InProcess { port: addr.port() }
+    }
+
+    fn dialect(name: &str) -> InProcess {
+        InProcess::start(&["--dialect", name, "--chunks", "3"])
+    }
+
+    fn connect(&self) -> Client {
+        connect(self.port)
+    }
+
+    fn request(&self, raw: &[u8]) -> Response {
+        self.connect().request(raw)
+    }
+
+    /// `GET /mock/last-request`, which must succeed.
+    fn last_request(&self) -> Value {
+        let resp = self.request(&get("/mock/last-request"));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
     }
 }
 
@@ -177,6 +226,37 @@ impl Response {
             assert_eq!(e.matches("data: ").count(), 1, "several events in one chunk: {e:?}");
         }
         events
+    }
+
+    /// SSE events with `event:` names, one per HTTP chunk: (name, data).
+    /// Asserts that each name equals the data's `type`, as Anthropic's do.
+    fn named_events(&self) -> Vec<(String, Value)> {
+        self.chunks
+            .iter()
+            .map(|c| {
+                let text = std::str::from_utf8(c).unwrap();
+                assert!(text.ends_with("\n\n"), "unterminated event {text:?}");
+                let mut lines = text.trim_end().lines();
+                let name = lines.next().and_then(|l| l.strip_prefix("event: ")).expect("event line").to_owned();
+                let data = lines.next().and_then(|l| l.strip_prefix("data: ")).expect("data line");
+                assert!(lines.next().is_none(), "one event per chunk: {text:?}");
+                let v: Value = sonic_rs::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+                assert_eq!(v["type"].as_str(), Some(name.as_str()), "{text}");
+                (name, v)
+            })
+            .collect()
+    }
+
+    /// OpenAI `data:` events up to `[DONE]` (which must be last), parsed.
+    fn data_events_until_done(&self) -> Vec<Value> {
+        let events = self.events();
+        assert_eq!(events.last().map(String::as_str), Some("data: [DONE]\n\n"));
+        events[..events.len() - 1].iter().map(|e| event_json(e)).collect()
+    }
+
+    /// `data:` events without names, parsed.
+    fn data_events(&self) -> Vec<Value> {
+        self.events().iter().map(|e| event_json(e)).collect()
     }
 
     /// Asserts the standard OpenAI error shape and returns its message.
@@ -553,11 +633,11 @@ fn threads_share_one_port() {
 
 #[test]
 fn unknown_dialect_fails_at_startup() {
-    let out = Command::new(BIN).args(["--port", "0", "--dialect", "anthropic"]).output().unwrap();
+    let out = Command::new(BIN).args(["--port", "0", "--dialect", "cohere"]).output().unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("dialect `anthropic` is not implemented yet"), "{stderr}");
+    assert!(stderr.contains("unknown dialect `cohere`"), "{stderr}");
 }
 
 #[test]
