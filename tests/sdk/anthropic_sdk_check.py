@@ -104,6 +104,34 @@ def upstream_failure_is_an_api_status_error():
         model="bench-broken", max_tokens=8, messages=MESSAGES))
 
 
+# One model per provider dialect behind corelay (tests/sdk/run.sh).
+EVERY_PROVIDER = ["bench-chat", "claude-mock", "gemini-mock", "bedrock-mock"]
+WEATHER_TOOL = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+def tool_use_stream_from_every_provider():
+    for model in EVERY_PROVIDER:
+        messages = [{"role": "user", "content": "Weather in Paris? [mock:tool=get_weather]"}]
+        with client().messages.stream(model=model, max_tokens=64, tools=[WEATHER_TOOL], messages=messages) as stream:
+            final = stream.get_final_message()
+        uses = [b for b in final.content if b.type == "tool_use"]
+        check(len(uses) == 1, f"{model}: content {final.content!r}")
+        check(uses[0].name == "get_weather" and uses[0].input == {"city": "Paris"}, f"{model}: tool_use {uses[0]!r}")
+        check(final.stop_reason == "tool_use", f"{model}: stop_reason {final.stop_reason!r}")
+        history = messages + [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": uses[0].id, "name": "get_weather", "input": uses[0].input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "21C"}]},
+        ]
+        m = client().messages.create(model=model, max_tokens=64, tools=[WEATHER_TOOL], messages=history)
+        check(m.content and m.content[0].type == "text", f"{model}: answer after the tool result {m.content!r}")
+
+
+def provider_errors_in_anthropic_shape():
+    for model in EVERY_PROVIDER:
+        expect_error(anthropic.RateLimitError, 429, lambda: client().messages.create(
+            model=model, max_tokens=8, messages=[{"role": "user", "content": "[mock:status=429]"}]))
+
+
 CHECKS = [
     messages_non_stream,
     messages_stream,
@@ -113,6 +141,8 @@ CHECKS = [
     unknown_model_is_not_found,
     bad_request_is_bad_request_error,
     upstream_failure_is_an_api_status_error,
+    tool_use_stream_from_every_provider,
+    provider_errors_in_anthropic_shape,
 ]
 
 

@@ -14,6 +14,7 @@ It prints one line per check and ends with "N passed, M failed"; the exit
 status is non-zero when any check failed.
 """
 
+import json
 import os
 import sys
 import traceback
@@ -161,6 +162,86 @@ def provider_error():
     )
 
 
+# Models served by corelay-mock in the other dialects (tests/sdk/run.sh).
+TRANSLATED = ["claude-mock", "gemini-mock", "bedrock-mock"]
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def translated_chat():
+    for model in TRANSLATED:
+        r = client().chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=64)
+        check(r.object == "chat.completion", f"{model}: object {r.object!r}")
+        check(r.choices[0].message.content, f"{model}: empty content")
+        check(r.choices[0].finish_reason == "stop", f"{model}: finish_reason {r.choices[0].finish_reason!r}")
+        check(r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, f"{model}: usage {r.usage!r}")
+
+
+def translated_stream():
+    for model in TRANSLATED:
+        chunks = list(client().chat.completions.create(
+            model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}, max_tokens=64))
+        ids = {c.id for c in chunks}
+        check(len(ids) == 1, f"{model}: ids {ids!r}")
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        check(text, f"{model}: no text streamed")
+        check(chunks[-1].usage is not None and chunks[-1].choices == [], f"{model}: no usage chunk last")
+
+
+def translated_stream_tool_calls():
+    for model in TRANSLATED:
+        messages = [{"role": "user", "content": "Weather in Paris? [mock:tool=get_weather]"}]
+        chunks = list(client().chat.completions.create(
+            model=model, messages=messages, tools=[WEATHER_TOOL], stream=True, max_tokens=64))
+        calls = {}
+        finish = None
+        for c in chunks:
+            if not c.choices:
+                continue
+            finish = c.choices[0].finish_reason or finish
+            for call in c.choices[0].delta.tool_calls or []:
+                entry = calls.setdefault(call.index, {"id": None, "name": None, "arguments": ""})
+                if call.id:
+                    entry["id"] = call.id
+                if call.function and call.function.name:
+                    entry["name"] = call.function.name
+                if call.function and call.function.arguments:
+                    entry["arguments"] += call.function.arguments
+        check(list(calls) == [0], f"{model}: tool call indexes {list(calls)!r}")
+        call = calls[0]
+        check(call["id"] and call["name"] == "get_weather", f"{model}: call {call!r}")
+        check(json.loads(call["arguments"]) == {"city": "Paris"}, f"{model}: arguments {call['arguments']!r}")
+        check(finish == "tool_calls", f"{model}: finish_reason {finish!r}")
+        # The call goes back as history with its result: the provider takes it.
+        history = messages + [
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call["id"], "type": "function", "function": {"name": "get_weather", "arguments": call["arguments"]}}]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "21C"},
+        ]
+        r = client().chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL], max_tokens=64)
+        check(r.choices[0].message.content, f"{model}: no answer after the tool result")
+
+
+def translated_errors():
+    for model in TRANSLATED:
+        expect_error(openai.RateLimitError, 429, lambda: client().chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "[mock:status=429]"}], max_tokens=8))
+        try:
+            list(client().chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "[mock:error-mid-stream]"}], stream=True, max_tokens=8))
+        except openai.APIError:
+            pass
+        else:
+            raise AssertionError(f"{model}: an error after the 200 did not raise")
+
+
 CHECKS = [
     ("chat, non-stream", chat_non_stream),
     ("chat through an alias", chat_alias),
@@ -174,6 +255,10 @@ CHECKS = [
     ("missing model: BadRequestError", missing_model),
     ("model not allowed for the key: PermissionDeniedError", model_not_allowed),
     ("provider 500: InternalServerError", provider_error),
+    ("Anthropic, Gemini and Bedrock providers: chat", translated_chat),
+    ("Anthropic, Gemini and Bedrock providers: stream with usage", translated_stream),
+    ("Anthropic, Gemini and Bedrock providers: streamed tool calls and the round trip", translated_stream_tool_calls),
+    ("Anthropic, Gemini and Bedrock providers: 429 and an error mid-stream", translated_errors),
 ]
 
 

@@ -89,6 +89,12 @@ start mock "$bin/corelay-mock" --port 0
 mock_port=$(port_of "$line")
 start broken-mock "$bin/corelay-mock" --port 0 --error-rate 1.0
 broken_port=$(port_of "$line")
+start anthropic-mock "$bin/corelay-mock" --port 0 --dialect anthropic
+anthropic_port=$(port_of "$line")
+start gemini-mock "$bin/corelay-mock" --port 0 --dialect gemini
+gemini_port=$(port_of "$line")
+start bedrock-mock "$bin/corelay-mock" --port 0 --dialect bedrock
+bedrock_port=$(port_of "$line")
 
 key=sk-corelay-sdk-check
 embed_only_key=sk-corelay-sdk-embed-only
@@ -113,13 +119,33 @@ models = ["bench-broken"]
 max_retries = 0
 timeout = 10
 
+[providers.claude]
+kind = "anthropic"
+base_url = "http://127.0.0.1:$anthropic_port"
+api_key = "mock-key"
+models = ["claude-mock"]
+
+[providers.google]
+kind = "gemini"
+base_url = "http://127.0.0.1:$gemini_port"
+api_key = "mock-key"
+models = ["gemini-mock"]
+
+[providers.aws]
+kind = "bedrock"
+base_url = "http://127.0.0.1:$bedrock_port"
+region = "us-east-1"
+aws_access_key_id = "AKIDEXAMPLE"
+aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+models = ["bedrock-mock"]
+
 [aliases]
 fast = "bench-chat"
 
 [[keys]]
 name = "sdk"
 key = "$key"
-models = ["bench-*", "fast"]
+models = ["bench-*", "fast", "claude-mock", "gemini-mock", "bedrock-mock"]
 
 [[keys]]
 name = "embed-only"
