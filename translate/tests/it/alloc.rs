@@ -103,3 +103,36 @@ fn the_counter_counts() {
     drop(v);
     assert_eq!(allocations() - before, 1);
 }
+
+/// One event-stream frame with string headers (the framing of Bedrock's
+/// ConverseStream), CRCs included.
+fn frame(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in
+        [(":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")]
+    {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_be_bytes());
+    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let prelude = crc32fast::hash(&out);
+    out.extend_from_slice(&prelude.to_be_bytes());
+    out.extend_from_slice(&headers);
+    out.extend_from_slice(payload.as_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[test]
+fn bedrock_frames_to_openai_chunks_allocate_nothing_once_warm() {
+    let start = frame("messageStart", r#"{"role":"assistant"}"#);
+    let delta = frame("contentBlockDelta", r#"{"contentBlockIndex":0,"delta":{"text":"word "}}"#);
+    assert_eq!(allocations_per_thousand(Dialect::Bedrock, Dialect::OpenAi, &start, &delta), 0);
+}
