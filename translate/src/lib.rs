@@ -44,6 +44,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod canon;
+pub mod embeddings;
 pub mod error;
 pub mod eventstream;
 pub mod gemini;
