@@ -321,7 +321,10 @@ pub fn write_titan(request: &Request<'_>, titan: Titan, index: usize, out: &mut 
     let input = request.inputs.get(index).ok_or_else(no_such_inputs)?;
     match (titan, request.dimensions) {
         (Titan::V1, Some(_)) => {
-            return Err(Error::invalid("dimensions", "this Titan model has a fixed size; 'dimensions' is not supported"));
+            return Err(Error::invalid(
+                "dimensions",
+                "this Titan model has a fixed size; 'dimensions' is not supported",
+            ));
         }
         (Titan::V2, Some(n)) if !TITAN_V2_DIMENSIONS.contains(&n) => {
             return Err(Error::invalid("dimensions", "Titan V2 makes vectors of 256, 512 or 1024 dimensions only"));
@@ -557,10 +560,7 @@ impl Collected {
     /// sees), and returns its usage. Fails when a call was not answered.
     pub fn finish(self, model: &str, out: &mut Vec<u8>) -> Result<Usage, Error> {
         if self.vectors != self.inputs {
-            return Err(Error::Provider(format!(
-                "only {} of {} embeddings were returned",
-                self.vectors, self.inputs
-            )));
+            return Err(Error::Provider(format!("only {} of {} embeddings were returned", self.vectors, self.inputs)));
         }
         write_list(out, &self.data, model, self.prompt_tokens);
         Ok(Usage { prompt_tokens: self.prompt_tokens, ..Usage::default() })

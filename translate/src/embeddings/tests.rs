@@ -130,7 +130,8 @@ fn collected_refuses_extra_and_missing_answers() {
 #[test]
 fn writing_past_the_inputs_fails_without_panicking() {
     let request = parse_openai(br#"{"model":"m","input":["a","b"]}"#).unwrap();
-    for target in [Target::Gemini, Target::Bedrock(BedrockEmbed::Cohere), Target::Bedrock(BedrockEmbed::Titan(Titan::V1))]
+    for target in
+        [Target::Gemini, Target::Bedrock(BedrockEmbed::Cohere), Target::Bedrock(BedrockEmbed::Titan(Titan::V1))]
     {
         let mut out = Vec::new();
         assert!(target.write(&request, "m", 5, &mut out).is_err(), "{target:?}");
@@ -150,7 +151,9 @@ fn cut_inputs_never_panic() {
     for answer in answers {
         for cut in 0..=answer.len() {
             let piece = &answer[..cut];
-            for target in [Target::Gemini, Target::Bedrock(BedrockEmbed::Titan(Titan::V2)), Target::Bedrock(BedrockEmbed::Cohere)] {
+            for target in
+                [Target::Gemini, Target::Bedrock(BedrockEmbed::Titan(Titan::V2)), Target::Bedrock(BedrockEmbed::Cohere)]
+            {
                 for encoding in [Encoding::Float, Encoding::Base64] {
                     let mut collected = Collected::new(target, 2, encoding);
                     let _ = collected.add(piece);
@@ -163,4 +166,21 @@ fn cut_inputs_never_panic() {
     for cut in 0..=request.len() {
         let _ = parse_openai(&request[..cut]);
     }
+}
+
+/// The goldens pretty-print bodies, which decodes escapes; the bytes sent
+/// are the client's literals, untouched.
+#[test]
+fn inputs_are_copied_raw() {
+    let request = parse_openai(br#"{"model":"m","input":["a\"b \u00e9 \ud83c\udf89"]}"#).unwrap();
+    let raw = r#""a\"b \u00e9 \ud83c\udf89""#;
+    let mut out = Vec::new();
+    write_gemini(&request, "m", 0..1, &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains(&format!(r#"{{"text":{raw}}}"#)));
+    let mut out = Vec::new();
+    write_titan(&request, Titan::V2, 0, &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), format!(r#"{{"inputText":{raw},"normalize":true}}"#));
+    let mut out = Vec::new();
+    write_cohere(&request, 0..1, &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().starts_with(&format!(r#"{{"texts":[{raw}],"#)));
 }
