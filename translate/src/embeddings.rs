@@ -40,7 +40,9 @@
 //! - Calls: Gemini takes up to [`GEMINI_BATCH_REQUESTS_MAX`] inputs per
 //!   call, Cohere [`COHERE_TEXTS_MAX`], Titan one. Vectors come back in
 //!   input order, `index` counting from 0 across calls.
-//! - `user` is read and not sent: none of these providers has it.
+//! - `user` is read and not sent: none of these providers has it. Nor is
+//!   Gemini's `taskType`: OpenAI has no such notion, and Gemini's default
+//!   applies.
 //! - Usage: Titan's `inputTextTokenCount`, summed over the calls; Cohere's
 //!   `meta.billed_units.input_tokens` when it is there; Gemini reports no
 //!   tokens, so its usage is 0 (an estimate would be a guess at Google's
@@ -587,7 +589,8 @@ pub fn write_openai(
 
 /// `{"object":"list","data":[DATA],"model":M,"usage":{...}}`.
 fn write_list(out: &mut Vec<u8>, data: &[u8], model: &str, prompt_tokens: u64) {
-    let tokens = itoa::Buffer::new().format(prompt_tokens).to_owned();
+    let mut buffer = itoa::Buffer::new();
+    let tokens = buffer.format(prompt_tokens);
     out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
     out.extend_from_slice(data);
     out.extend_from_slice(b"],\"model\":");
