@@ -18,6 +18,9 @@
 //!   for it, answers, streams and errors read from it.
 //! - [`bedrock`]: the Bedrock Converse dialect, provider side only: requests
 //!   written, responses, streams and errors read, and the model's path.
+//! - [`embeddings`]: OpenAI `/v1/embeddings` served by Gemini or Bedrock
+//!   (Titan, Cohere), fanned out over several calls when needed, with
+//!   base64 vectors made here.
 //!
 //! Cross-dialect translation goes through [`canon`], the canonical form:
 //! [`parse_request`] and [`write_request`] for requests, [`translate_response`]
@@ -44,6 +47,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod canon;
+pub mod embeddings;
 pub mod error;
 pub mod eventstream;
 pub mod gemini;

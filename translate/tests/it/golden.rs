@@ -16,7 +16,15 @@
 //!   event-stream frames, CRCs included, and feeds them like an SSE
 //!   transcript; `"cut_bytes": N` drops a frame's last N bytes;
 //! - `<case>.error.json`: a provider's error body; its first line is the
-//!   HTTP status.
+//!   HTTP status;
+//! - `<case>.embeddings.request.json`: an OpenAI `/v1/embeddings` body,
+//!   written for the provider as one `POST <path>` and body per upstream
+//!   call (Bedrock's model, and so Titan or Cohere, from `# model=ID`);
+//! - `<case>.embeddings.response.json`: a JSON array of the provider's
+//!   embeddings answers, one per call (a string element is sent as its
+//!   text), collected into one OpenAI answer. `# inputs=N` is the number of
+//!   inputs of the request (1 unless told), `# encoding=base64` the
+//!   client's `encoding_format`, `# model=ID` the Bedrock model.
 //!
 //! Leading lines starting with `#` are options: `# json_tool`,
 //! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`,
@@ -29,6 +37,7 @@
 
 use std::path::{Path, PathBuf};
 
+use translate::embeddings;
 use translate::stream::{Context, Dialect, State, Translator};
 use translate::{ResponseContext, Target, Written};
 
@@ -166,7 +175,11 @@ fn frames(json: &str) -> Vec<u8> {
 
 fn run(name: &str, from: Dialect, to: Dialect, options: &[String], body: &str) -> String {
     let written = Written { json_tool: has(options, "json_tool") };
-    if name.ends_with(".request.json") {
+    if name.ends_with(".embeddings.request.json") {
+        embeddings_request(to, options, body)
+    } else if name.ends_with(".embeddings.response.json") {
+        embeddings_response(from, options, body)
+    } else if name.ends_with(".request.json") {
         request(from, to, options, body)
     } else if name.ends_with(".response.json") {
         let cx = ResponseContext { id: "gen-1", model: MODEL, created: 1_700_000_000, written };
@@ -243,6 +256,71 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
             format!("{path}{}\n{written:?}\n", sonic_rs::to_string_pretty(&value).unwrap())
         }
         Err(e) => format!("ERROR {}: {e}\n", e.param().unwrap_or("-")),
+    }
+}
+
+fn embeddings_target(dialect: Dialect, model: &str) -> Result<embeddings::Target, translate::error::Error> {
+    match dialect {
+        Dialect::Gemini => Ok(embeddings::Target::Gemini),
+        Dialect::Bedrock => embeddings::Target::bedrock(model),
+        Dialect::OpenAi | Dialect::Anthropic => panic!("embeddings are translated for Gemini and Bedrock only"),
+    }
+}
+
+fn error_line(e: &translate::error::Error) -> String {
+    format!("ERROR {}: {e}\n", e.param().unwrap_or("-"))
+}
+
+fn embeddings_request(to: Dialect, options: &[String], body: &str) -> String {
+    let request = match embeddings::parse_openai(body.as_bytes()) {
+        Ok(r) => r,
+        Err(e) => return error_line(&e),
+    };
+    let model = option_str(options, "model").unwrap_or(MODEL);
+    let target = match embeddings_target(to, model) {
+        Ok(t) => t,
+        Err(e) => return error_line(&e),
+    };
+    let mut text = String::new();
+    for call in 0..target.calls(request.inputs.len()) {
+        let mut out = Vec::new();
+        if let Err(e) = target.write(&request, model, call, &mut out) {
+            return text + &error_line(&e);
+        }
+        let json = String::from_utf8(out).unwrap();
+        let value: sonic_rs::Value = sonic_rs::from_str(&json).unwrap_or_else(|e| panic!("not JSON: {e}\n{json}"));
+        text += &format!("POST {}\n{}\n", target.path(model), sonic_rs::to_string_pretty(&value).unwrap());
+    }
+    text + &format!("encoding: {:?}, user: {:?}\n", request.encoding, request.user)
+}
+
+fn embeddings_response(from: Dialect, options: &[String], body: &str) -> String {
+    use sonic_rs::JsonValueTrait;
+    let target = embeddings_target(from, option_str(options, "model").unwrap_or(MODEL)).unwrap();
+    let inputs = usize::try_from(option_u64(options, "inputs").unwrap_or(1)).unwrap();
+    let encoding = match option_str(options, "encoding") {
+        Some("base64") => embeddings::Encoding::Base64,
+        _ => embeddings::Encoding::Float,
+    };
+    let mut collected = embeddings::Collected::new(target, inputs, encoding);
+    for answer in sonic_rs::to_array_iter(body) {
+        let answer = answer.expect("an embeddings answers file is a JSON array");
+        let bytes = match answer.as_str() {
+            Some(text) => text.as_bytes().to_vec(),
+            None => answer.as_raw_str().as_bytes().to_vec(),
+        };
+        if let Err(e) = collected.add(&bytes) {
+            return error_line(&e);
+        }
+    }
+    let mut out = Vec::new();
+    match collected.finish(MODEL, &mut out) {
+        Ok(usage) => {
+            let text = String::from_utf8(out).unwrap();
+            sonic_rs::from_str::<sonic_rs::Value>(&text).unwrap_or_else(|e| panic!("not JSON: {e}\n{text}"));
+            format!("{text}\nusage: {usage:?}\n")
+        }
+        Err(e) => error_line(&e),
     }
 }
 
