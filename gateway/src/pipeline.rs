@@ -570,11 +570,18 @@ async fn embeddings(
         }
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
     };
-    if provider_dialect(&resolved.deployment.kind) != Wire::OpenAi {
-        return Err(GatewayError::BadRequest(format!(
-            "`{}` is served by `{}`, which has no embeddings endpoint",
-            peek.model, resolved.deployment.name
-        )));
+    match provider_dialect(&resolved.deployment.kind) {
+        Wire::OpenAi => {}
+        wire @ (Wire::Gemini | Wire::Bedrock) => {
+            return translated_embeddings(shard, snapshot, request, &resolved, endpoint, wire, responder, scratch)
+                .await;
+        }
+        Wire::Anthropic => {
+            return Err(GatewayError::BadRequest(format!(
+                "`{}` is served by `{}`, which has no embeddings endpoint",
+                peek.model, resolved.deployment.name
+            )));
+        }
     }
     let body = splice_body(
         request.body,
@@ -596,6 +603,58 @@ async fn embeddings(
     }
     forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, Dialect::OpenAi, responder, scratch)
         .await
+}
+
+/// Embeddings from Gemini (`batchEmbedContents`) or Bedrock (Titan, Cohere
+/// through `invoke`): the input is split into the calls the provider takes,
+/// sent one after the other, and the vectors come back as one OpenAI answer
+/// in input order.
+#[allow(clippy::too_many_arguments)]
+async fn translated_embeddings(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    resolved: &Resolved<'_>,
+    endpoint: &Endpoint,
+    wire: Wire,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    use translate::embeddings::{Collected, Target};
+    let embed = translate::embeddings::parse_openai(request.body).map_err(GatewayError::Translate)?;
+    let model = resolved.upstream_model;
+    let target = match wire {
+        Wire::Bedrock => Target::bedrock(model).map_err(GatewayError::Translate)?,
+        _ => Target::Gemini,
+    };
+    let mut collected = Collected::new(target, embed.inputs.len(), embed.encoding);
+    let provider = resolved.deployment.name.as_str();
+    let limits = &snapshot.config.upstream;
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    for call in 0..collected.calls() {
+        scratch.body.clear();
+        target.write(&embed, model, call, &mut scratch.body).map_err(GatewayError::Translate)?;
+        let call_spec = Call { deployment: resolved.deployment, endpoint, operation: Operation::Embeddings, model };
+        build_request(&mut scratch.request, call_spec, request, false, &scratch.body);
+        let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+        if head.status >= 300 {
+            return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
+        }
+        let mut body = Body::new(&head);
+        scratch.body.clear();
+        body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
+            .await
+            .map_err(|e| GatewayError::from_upstream(provider, e))?;
+        if head.keep_alive {
+            shard.pool().put(resolved.deployment_index, conn);
+        }
+        collected.add(&scratch.body).map_err(GatewayError::Translate)?;
+    }
+    let mut out = Vec::with_capacity(scratch.body.len() + 256);
+    let usage = collected.finish(model, &mut out).map_err(GatewayError::Translate)?;
+    account(shard, Some(usage));
+    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
+    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
 }
 
 // Phase 7 ----------------------------------------------------------------
@@ -632,6 +691,12 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
                 out.extend_from_slice(b"?api-version=");
                 out.extend_from_slice(v.as_bytes());
             }
+        }
+        ProviderKind::Gemini { .. } if operation == Operation::Embeddings => {
+            out.extend_from_slice(translate::embeddings::gemini_path(model).as_bytes());
+        }
+        ProviderKind::Bedrock { .. } if operation == Operation::Embeddings => {
+            out.extend_from_slice(translate::bedrock::model_path(model, "invoke").as_bytes());
         }
         ProviderKind::Gemini { .. } => out.extend_from_slice(translate::gemini::path(model, stream).as_bytes()),
         ProviderKind::Bedrock { .. } => out.extend_from_slice(translate::bedrock::path(model, stream).as_bytes()),

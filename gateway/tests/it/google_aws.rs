@@ -3,7 +3,7 @@
 //! translated body) and the translated answers, streamed and not, errors
 //! included.
 
-use sonic_rs::JsonValueTrait;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 use crate::support::*;
 
@@ -250,4 +250,46 @@ fn anthropic_clients_stream_from_gemini_and_bedrock() {
     assert!(text.contains(r#""stop_reason":"end_turn""#), "{text}");
     assert!(text.contains(r#""input_tokens":11"#), "usage from Bedrock's metadata event: {text}");
     assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{text}");
+}
+
+#[test]
+fn embeddings_from_gemini_and_bedrock_in_openai_shape() {
+    let gemini = mock(&["--dialect", "gemini"]);
+    let bedrock = mock(&["--dialect", "bedrock"]);
+    let gw = Gateway::start(&config(&format!(
+        "[providers.google]\nkind = \"gemini\"\nbase_url = \"http://{gemini}\"\napi_key = \"k\"\nmodels = [\"text-embedding-004\"]\n[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{bedrock}\"\nregion = \"us-east-1\"\naws_access_key_id = \"AKID\"\naws_secret_access_key = \"secret\"\nmodels = [\"amazon.titan-embed-text-v2:0\", \"cohere.embed-english-v3\", \"anthropic.claude-x\"]"
+    )));
+    let ask = |body: &str| gw.post("/v1/embeddings", body);
+    // Gemini: one batch call, vectors in input order.
+    let r = ask(r#"{"model":"text-embedding-004","input":["a","b","c"],"dimensions":16}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"].as_str(), Some("list"));
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (i, d) in data.iter().enumerate() {
+        assert_eq!(d["index"].as_u64(), Some(i as u64));
+        assert_eq!(d["embedding"].as_array().unwrap().len(), 16, "dimensions reach Gemini");
+    }
+    // Titan: one call per input, tokens summed; base64 made by corelay.
+    let r = ask(
+        r#"{"model":"amazon.titan-embed-text-v2:0","input":["one","two"],"dimensions":256,"encoding_format":"base64"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let b64 = v["data"][1]["embedding"].as_str().unwrap();
+    assert_eq!(b64.len(), (256 * 4usize).div_ceil(3) * 4, "256 little-endian f32s in base64");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // Cohere: one call for the batch.
+    let r = ask(r#"{"model":"cohere.embed-english-v3","input":["x","y"]}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    // Refused clearly, before anything is sent.
+    let r = ask(r#"{"model":"amazon.titan-embed-text-v2:0","input":[[1,2,3]]}"#);
+    assert_eq!((r.status, r.json()["error"]["param"].as_str()), (400, Some("input")), "{}", r.text());
+    let r = ask(r#"{"model":"cohere.embed-english-v3","input":"x","dimensions":64}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = ask(r#"{"model":"anthropic.claude-x","input":"x"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
 }
