@@ -37,6 +37,10 @@ struct MessageWire<'a> {
     refusal: Option<Raw<'a>>,
     #[serde(borrow, default)]
     reasoning_content: Option<Raw<'a>>,
+    /// Ollama's (and OpenRouter's) name for the same text; used when
+    /// `reasoning_content` is absent.
+    #[serde(borrow, default)]
+    reasoning: Option<Raw<'a>>,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCallWire<'a>>>,
 }
@@ -91,7 +95,8 @@ pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
     };
     response.finish = choice.finish_reason.map(finish_from_str);
     if let Some(message) = choice.message {
-        if let Some(reasoning) = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string()) {
+        let reasoning = message.reasoning_content.or(message.reasoning);
+        if let Some(reasoning) = reasoning.filter(|r| r.is_string() && !r.is_blank_string()) {
             response.blocks.push(Block::Thinking { text: reasoning, signature: None });
         }
         if let Some(text) = message.content.filter(Raw::is_string) {

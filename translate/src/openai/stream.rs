@@ -39,6 +39,10 @@ struct DeltaWire<'a> {
     content: Option<Raw<'a>>,
     #[serde(borrow, default)]
     reasoning_content: Option<Raw<'a>>,
+    /// Ollama's (and OpenRouter's) name for the same text; used when
+    /// `reasoning_content` is absent.
+    #[serde(borrow, default)]
+    reasoning: Option<Raw<'a>>,
     #[serde(borrow, default)]
     refusal: Option<Raw<'a>>,
     /// Kept raw and walked element by element, so that a chunk with tool
@@ -128,7 +132,8 @@ impl Decoder {
     }
 
     fn delta(&mut self, delta: DeltaWire<'_>, sink: &mut impl FnMut(Event<'_>)) {
-        if let Some(text) = delta.reasoning_content.filter(|t| t.is_string() && !t.is_blank_string()) {
+        let reasoning = delta.reasoning_content.or(delta.reasoning);
+        if let Some(text) = reasoning.filter(|t| t.is_string() && !t.is_blank_string()) {
             sink(Event::Thinking(text));
         }
         if let Some(text) = delta.content.filter(|t| t.is_string() && t.json() != "\"\"") {
