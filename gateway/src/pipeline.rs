@@ -499,36 +499,8 @@ async fn count_tokens(
             peek.model, resolved.deployment.name
         )));
     };
-    let body = splice_body(
-        request.body,
-        &peek,
-        openai::Splice { model: resolved.rename, ..Default::default() },
-        &mut scratch.body,
-    );
-    let call = Call {
-        deployment: resolved.deployment,
-        endpoint,
-        operation: Operation::CountTokens,
-        model: resolved.upstream_model,
-    };
-    build_request(&mut scratch.request, call, request, false, body);
-    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
-    let provider = resolved.deployment.name.as_str();
-    if head.status >= 300 {
-        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
-    }
-    forward_whole(
-        shard,
-        snapshot,
-        resolved.deployment_index,
-        provider,
-        conn,
-        head,
-        Dialect::Anthropic,
-        responder,
-        scratch,
-    )
-    .await
+    pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, Operation::CountTokens, responder, scratch)
+        .await
 }
 
 /// Whether corelay asks this kind of provider for streamed usage. Azure's
@@ -583,26 +555,36 @@ async fn embeddings(
             )));
         }
     }
-    let body = splice_body(
-        request.body,
-        &peek,
-        openai::Splice { model: resolved.rename, ..Default::default() },
-        &mut scratch.body,
-    );
-    let call = Call {
-        deployment: resolved.deployment,
-        endpoint,
-        operation: Operation::Embeddings,
-        model: resolved.upstream_model,
-    };
+    pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, Operation::Embeddings, responder, scratch)
+        .await
+}
+
+/// A same-dialect request with a whole (non-streamed) answer: the client's
+/// bytes with only an alias's model name spliced, the answer forwarded as
+/// it came.
+#[allow(clippy::too_many_arguments)]
+async fn pass_through_whole(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    peek: &ChatPeek<'_>,
+    resolved: &Resolved<'_>,
+    endpoint: &Endpoint,
+    operation: Operation,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let splice = openai::Splice { model: resolved.rename, ..Default::default() };
+    let body = splice_body(request.body, peek, splice, &mut scratch.body);
+    let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, false, body);
-    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
+    let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
         return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
     }
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, Dialect::OpenAi, responder, scratch)
-        .await
+    let dialect = if operation == Operation::CountTokens { Dialect::Anthropic } else { Dialect::OpenAi };
+    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, dialect, responder, scratch).await
 }
 
 /// Embeddings from Gemini (`batchEmbedContents`) or Bedrock (Titan, Cohere

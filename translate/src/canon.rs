@@ -140,6 +140,30 @@ pub struct Tool<'a> {
     pub cache_control: Option<Raw<'a>>,
 }
 
+impl Tool<'_> {
+    /// Writes `"name":..,"description":..,"SCHEMA_KEY":..,"strict":..`, the
+    /// members OpenAI's `function` and Anthropic's tool share (under two
+    /// names for the schema). A tool without a schema gets an empty object
+    /// schema, which both require.
+    pub(crate) fn write_fields(&self, schema_key: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\"name\":");
+        out.extend_from_slice(self.name.json().as_bytes());
+        if let Some(d) = &self.description {
+            out.extend_from_slice(b",\"description\":");
+            out.extend_from_slice(d.json().as_bytes());
+        }
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(schema_key);
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(
+            self.parameters.as_ref().map_or("{\"type\":\"object\",\"properties\":{}}", Raw::json).as_bytes(),
+        );
+        if let Some(strict) = self.strict {
+            out.extend_from_slice(if strict { b",\"strict\":true" } else { b",\"strict\":false" });
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToolChoice<'a> {
     Auto,

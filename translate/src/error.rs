@@ -237,27 +237,31 @@ fn write_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// Reads an error body in OpenAI's shape (also Azure's and Ollama's `/v1`).
-/// Anything else keeps the status's meaning and a short excerpt of the body.
-pub fn parse_openai_error(status: u16, body: &[u8]) -> ProviderError {
-    #[derive(serde::Deserialize)]
-    struct Wire<'a> {
-        #[serde(borrow)]
-        error: Option<Inner<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner<'a> {
-        #[serde(borrow, default)]
-        message: Option<Cow<'a, str>>,
-        #[serde(borrow, default, rename = "type")]
-        type_: Option<Cow<'a, str>>,
-        #[serde(default, deserialize_with = "lenient_code")]
-        code: Option<String>,
-    }
-    match sonic_rs::from_slice::<Wire<'_>>(body) {
-        Ok(Wire { error: Some(inner) }) => {
+/// The `error` object OpenAI and Anthropic both answer with (Anthropic's
+/// has no `code`).
+#[derive(serde::Deserialize)]
+struct ErrorBody<'a> {
+    #[serde(borrow)]
+    error: Option<ErrorObject<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorObject<'a> {
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    type_: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "lenient_code")]
+    code: Option<String>,
+}
+
+/// Reads `{"error":{...}}` and names its kind with `kind_of(type, code)`;
+/// anything else keeps the status's meaning and a short excerpt of the body.
+fn parse_error_object(status: u16, body: &[u8], kind_of: impl Fn(&str, &str) -> ErrorKind) -> ProviderError {
+    match sonic_rs::from_slice::<ErrorBody<'_>>(body) {
+        Ok(ErrorBody { error: Some(inner) }) => {
             let code = inner.code.unwrap_or_default();
-            let kind = ErrorKind::from_openai(inner.type_.as_deref().unwrap_or(""), &code, status);
+            let kind = kind_of(inner.type_.as_deref().unwrap_or(""), &code);
             let message = inner.message.map(Cow::into_owned).unwrap_or_else(|| excerpt(body));
             ProviderError { kind, message, code: (!code.is_empty()).then_some(code) }
         }
@@ -265,28 +269,14 @@ pub fn parse_openai_error(status: u16, body: &[u8]) -> ProviderError {
     }
 }
 
+/// Reads an error body in OpenAI's shape (also Azure's and Ollama's `/v1`).
+pub fn parse_openai_error(status: u16, body: &[u8]) -> ProviderError {
+    parse_error_object(status, body, |type_, code| ErrorKind::from_openai(type_, code, status))
+}
+
 /// Reads an error body in Anthropic's shape.
 pub fn parse_anthropic_error(status: u16, body: &[u8]) -> ProviderError {
-    #[derive(serde::Deserialize)]
-    struct Wire<'a> {
-        #[serde(borrow)]
-        error: Option<Inner<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Inner<'a> {
-        #[serde(borrow, default)]
-        message: Option<Cow<'a, str>>,
-        #[serde(borrow, default, rename = "type")]
-        type_: Option<Cow<'a, str>>,
-    }
-    match sonic_rs::from_slice::<Wire<'_>>(body) {
-        Ok(Wire { error: Some(inner) }) => {
-            let kind = ErrorKind::from_anthropic_type(inner.type_.as_deref().unwrap_or(""), status);
-            let message = inner.message.map(Cow::into_owned).unwrap_or_else(|| excerpt(body));
-            ProviderError { kind, message, code: None }
-        }
-        _ => ProviderError::new(ErrorKind::from_status(status), excerpt(body)),
-    }
+    parse_error_object(status, body, |type_, _| ErrorKind::from_anthropic_type(type_, status))
 }
 
 /// `code` is a string for OpenAI, a number for some compatible servers.

@@ -619,19 +619,8 @@ fn write_tools(request: &Request<'_>, json_tool: bool, out: &mut Vec<u8>) {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"name\":");
-            out.extend_from_slice(tool.name.json().as_bytes());
-            if let Some(d) = &tool.description {
-                out.extend_from_slice(b",\"description\":");
-                out.extend_from_slice(d.json().as_bytes());
-            }
-            out.extend_from_slice(b",\"input_schema\":");
-            out.extend_from_slice(
-                tool.parameters.as_ref().map_or("{\"type\":\"object\",\"properties\":{}}", Raw::json).as_bytes(),
-            );
-            if let Some(strict) = tool.strict {
-                out.extend_from_slice(if strict { b",\"strict\":true" } else { b",\"strict\":false" });
-            }
+            out.push(b'{');
+            tool.write_fields(b"input_schema", out);
             write_cache_control(&tool.cache_control, out);
             out.push(b'}');
         }

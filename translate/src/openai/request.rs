@@ -750,19 +750,8 @@ fn write_tools(request: &Request<'_>, out: &mut Vec<u8>) {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
-            out.extend_from_slice(tool.name.json().as_bytes());
-            if let Some(d) = &tool.description {
-                out.extend_from_slice(b",\"description\":");
-                out.extend_from_slice(d.json().as_bytes());
-            }
-            out.extend_from_slice(b",\"parameters\":");
-            out.extend_from_slice(
-                tool.parameters.as_ref().map_or("{\"type\":\"object\",\"properties\":{}}", Raw::json).as_bytes(),
-            );
-            if let Some(strict) = tool.strict {
-                out.extend_from_slice(if strict { b",\"strict\":true" } else { b",\"strict\":false" });
-            }
+            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{");
+            tool.write_fields(b"parameters", out);
             out.extend_from_slice(b"}}");
         }
         out.push(b']');
