@@ -1,7 +1,8 @@
 //! Criterion benches of the translation hot paths (issue 3's criteria):
 //! - an OpenAI request of about 2 KB written for Anthropic (≤ 2 µs);
 //! - one Anthropic stream event translated into an OpenAI chunk (≤ 300 ns);
-//! - the same for OpenAI chunks into Anthropic events.
+//! - the same for OpenAI chunks into Anthropic events;
+//! - one Bedrock event-stream frame into an OpenAI chunk.
 //!
 //! `cargo bench -p translate` (or `just bench-translate`). The figures and
 //! the machine are quoted in `translate`'s crate docs.
@@ -19,13 +20,21 @@ use translate::stream::{Context, Dialect, Translator};
 /// trip, and two tools with JSON schemas. It is also a golden case.
 const OPENAI_REQUEST: &str = include_str!("../test_data/openai_to_anthropic/bench_2k.request.json");
 
+/// About 2 KB of conversation: a system prompt, six turns of prose and one
+/// tool, the shape of the measurement in `shared/research/tech.md`.
+const OPENAI_CHAT_REQUEST: &str = include_str!("../test_data/openai_to_anthropic/bench_chat_2k.request.json");
+
 fn request(c: &mut Criterion) {
-    let body = OPENAI_REQUEST.trim_end();
+    request_bench(c, "tools", OPENAI_REQUEST.trim_end());
+    request_bench(c, "chat", OPENAI_CHAT_REQUEST.trim_end());
+}
+
+fn request_bench(c: &mut Criterion, shape: &str, body: &str) {
     let options = translate::anthropic::request::Options { max_tokens_default: 4096 };
     let mut out = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("request");
     group.throughput(Throughput::Bytes(body.len() as u64));
-    group.bench_function(format!("openai_to_anthropic_{}_bytes", body.len()), |b| {
+    group.bench_function(format!("openai_to_anthropic_{shape}_{}_bytes", body.len()), |b| {
         b.iter(|| {
             out.clear();
             let parsed = translate::parse_request(Dialect::OpenAi, black_box(body.as_bytes())).unwrap();
@@ -74,5 +83,53 @@ fn streams(c: &mut Criterion) {
     stream_bench(c, "openai_to_anthropic_per_event", Dialect::OpenAi, Dialect::Anthropic, start, &openai);
 }
 
-criterion_group!(benches, request, streams);
+/// One Bedrock ConverseStream frame, CRCs included.
+fn bedrock_frame(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in
+        [(":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")]
+    {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&(total as u32).to_be_bytes());
+    frame.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&frame).to_be_bytes());
+    frame.extend_from_slice(&headers);
+    frame.extend_from_slice(payload.as_bytes());
+    let crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    frame
+}
+
+fn bedrock_stream(c: &mut Criterion) {
+    let start = bedrock_frame("messageStart", r#"{"role":"assistant"}"#);
+    let events: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            bedrock_frame("contentBlockDelta", &format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"word{i} "}}}}"#))
+        })
+        .collect();
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut out = Vec::with_capacity(64 * 1024);
+    group.bench_function("bedrock_to_openai_per_event", |b| {
+        let mut translator = Translator::new(Dialect::Bedrock, Dialect::OpenAi, context());
+        translator.feed(&start, &mut out);
+        b.iter(|| {
+            for event in &events {
+                out.clear();
+                translator.feed(black_box(event), &mut out);
+            }
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request, streams, bedrock_stream);
 criterion_main!(benches);

@@ -12,11 +12,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let what = args.next().unwrap_or_else(|| "request".into());
     let n: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(10_000);
-    let body = include_str!("../test_data/openai_to_anthropic/bench_2k.request.json");
+    let body = if what == "chat" {
+        include_str!("../test_data/openai_to_anthropic/bench_chat_2k.request.json")
+    } else {
+        include_str!("../test_data/openai_to_anthropic/bench_2k.request.json")
+    };
     let body = body.split_once('\n').map_or(body, |(first, rest)| if first.starts_with('#') { rest } else { body });
     let mut out = Vec::with_capacity(8192);
     match what.as_str() {
-        "request" => {
+        "request" | "chat" => {
             let options = translate::anthropic::request::Options { max_tokens_default: 4096 };
             for _ in 0..n {
                 out.clear();

@@ -44,3 +44,33 @@ pub fn for_each_element<'a, T: Deserialize<'a>>(array: &Raw<'a>, mut f: impl FnM
         }
     }
 }
+
+/// Deserializes an array into a `Vec` that starts with room for 16 elements:
+/// sonic-rs gives serde no length hint, so a default `Vec` grows 4, 8, 16,
+/// moving every large element each time (a chat's messages).
+pub fn vec_with_room<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    /// Elements allocated for up front.
+    const ELEMENTS_RESERVED: usize = 16;
+    struct Elements<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Elements<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(ELEMENTS_RESERVED));
+            while let Some(element) = seq.next_element::<T>()? {
+                out.push(element);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(Elements(std::marker::PhantomData))
+}

@@ -126,6 +126,14 @@ impl Decoder {
             None => return Ok(Step::More),
         }
         let Some(event_type) = frame.event_type() else { return Ok(Step::More) };
+        if event_type == "contentBlockDelta"
+            && let Some(text) = fast_text_delta(frame.payload)
+        {
+            if text.json() != "\"\"" {
+                sink(Event::Text(text));
+            }
+            return Ok(Step::More);
+        }
         let payload: PayloadWire<'_> = sonic_rs::from_slice(frame.payload).map_err(|e| {
             format!("the provider sent a {event_type} event that is not JSON: {}", crate::error::first_line(e))
         })?;
@@ -181,6 +189,21 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The text of a `contentBlockDelta` that carries only text, in the shape
+/// Bedrock sends it byte for byte: `{"contentBlockIndex":N,"delta":{"text":"..."}}`.
+/// Most frames of a stream are these; anything else goes to the general
+/// parser.
+fn fast_text_delta(payload: &[u8]) -> Option<Raw<'_>> {
+    let rest = payload.strip_prefix(b"{\"contentBlockIndex\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let rest = rest[digits..].strip_prefix(b",\"delta\":{\"text\":")?;
+    let len = crate::raw::string_literal_len(rest)?;
+    if digits == 0 || &rest[len..] != b"}}" {
+        return None;
+    }
+    Some(Raw::from_json(std::str::from_utf8(&rest[..len]).ok()?))
 }
 
 /// An `exception` frame: `:exception-type` names it, the payload is

@@ -19,7 +19,7 @@ use crate::raw::{Raw, write_as_string, write_joined, write_json_string};
 struct Wire<'a> {
     #[serde(borrow, default)]
     model: Option<Raw<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::wire::vec_with_room")]
     messages: Option<Vec<MessageWire<'a>>>,
     #[serde(default)]
     stream: Option<bool>,
