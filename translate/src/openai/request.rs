@@ -798,7 +798,7 @@ fn write_decimal(out: &mut Vec<u8>, v: f64) {
         if cents != 0 {
             out.push(b'.');
             out.push(b'0' + (cents / 10) as u8);
-            if cents % 10 != 0 {
+            if !cents.is_multiple_of(10) {
                 out.push(b'0' + (cents % 10) as u8);
             }
         }
