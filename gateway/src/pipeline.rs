@@ -493,14 +493,69 @@ async fn count_tokens(
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let resolved = resolve(snapshot, key, &peek.model)?;
-    let ProviderKind::Anthropic { endpoint, .. } = &resolved.deployment.kind else {
-        return Err(GatewayError::BadRequest(format!(
-            "count_tokens is only available for Anthropic providers; `{}` is served by `{}`",
+    match &resolved.deployment.kind {
+        ProviderKind::Anthropic { endpoint, .. } => {
+            let operation = Operation::CountTokens;
+            pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, operation, responder, scratch)
+                .await
+        }
+        ProviderKind::Gemini { endpoint, .. } => {
+            gemini_count_tokens(shard, snapshot, request, &resolved, endpoint, responder, scratch).await
+        }
+        _ => Err(GatewayError::BadRequest(format!(
+            "count_tokens is available for Anthropic and Gemini providers; `{}` is served by `{}`",
             peek.model, resolved.deployment.name
-        )));
+        ))),
+    }
+}
+
+/// `count_tokens` for a Gemini deployment: the Messages body translated and
+/// wrapped for Gemini's `countTokens`, its `totalTokens` answered as
+/// Anthropic's `input_tokens`.
+async fn gemini_count_tokens(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    resolved: &Resolved<'_>,
+    endpoint: &Endpoint,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let canon = translate::anthropic::request::parse_count_tokens(request.body).map_err(GatewayError::Translate)?;
+    let model = resolved.upstream_model;
+    let translate::Target::Gemini(options) = target_of(&resolved.deployment.kind, model) else {
+        return Err(GatewayError::Internal("a Gemini deployment without Gemini options".into()));
     };
-    pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, Operation::CountTokens, responder, scratch)
+    scratch.body.clear();
+    translate::gemini::write_count_tokens(&canon, options, model, &mut scratch.body)
+        .map_err(GatewayError::Translate)?;
+    drop(canon);
+    let call = Call { deployment: resolved.deployment, endpoint, operation: Operation::CountTokens, model };
+    build_request(&mut scratch.request, call, request, false, &scratch.body);
+    let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+    let provider = resolved.deployment.name.as_str();
+    if head.status >= 300 {
+        return Err(provider_error(snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
+    }
+    let limits = &snapshot.config.upstream;
+    let mut body = Body::new(&head);
+    scratch.body.clear();
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
         .await
+        .map_err(|e| GatewayError::from_upstream(provider, e))?;
+    if head.keep_alive {
+        shard.pool().put(resolved.deployment_index, conn);
+    }
+    let tokens = translate::gemini::total_tokens(&scratch.body).ok_or_else(|| {
+        GatewayError::Translate(translate::error::Error::Provider("countTokens answered without totalTokens".into()))
+    })?;
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(b"{\"input_tokens\":");
+    out.extend_from_slice(itoa::Buffer::new().format(tokens).as_bytes());
+    out.push(b'}');
+    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
+    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
 }
 
 /// Whether corelay asks this kind of provider for streamed usage. Azure's
@@ -676,6 +731,9 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
         }
         ProviderKind::Gemini { .. } if operation == Operation::Embeddings => {
             out.extend_from_slice(translate::embeddings::gemini_path(model).as_bytes());
+        }
+        ProviderKind::Gemini { .. } if operation == Operation::CountTokens => {
+            out.extend_from_slice(translate::gemini::count_tokens_path(model).as_bytes());
         }
         ProviderKind::Bedrock { .. } if operation == Operation::Embeddings => {
             out.extend_from_slice(translate::bedrock::model_path(model, "invoke").as_bytes());

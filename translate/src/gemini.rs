@@ -33,6 +33,50 @@ pub fn path(model: &str, stream: bool) -> String {
     path
 }
 
+/// `/v1beta/models/{model}:countTokens`.
+pub fn count_tokens_path(model: &str) -> String {
+    let path = path(model, false);
+    match path.strip_suffix(":generateContent") {
+        Some(base) => format!("{base}:countTokens"),
+        None => path,
+    }
+}
+
+/// Writes a `countTokens` body that counts everything a `generateContent`
+/// request would send (system instruction and tools included): the request
+/// wrapped as `generateContentRequest`, which then names its model.
+pub fn write_count_tokens(
+    request: &crate::canon::Request<'_>,
+    options: request::Options,
+    model: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::error::Error> {
+    let mut inner = Vec::with_capacity(1024);
+    request::write(request, options, &mut inner)?;
+    out.extend_from_slice(b"{\"generateContentRequest\":{\"model\":");
+    let name = if model.starts_with("models/") || model.starts_with("tunedModels/") {
+        model.to_owned()
+    } else {
+        format!("models/{model}")
+    };
+    crate::raw::write_json_string(out, &name);
+    match inner.strip_prefix(b"{") {
+        Some(rest) if rest.first() != Some(&b'}') => {
+            out.push(b',');
+            out.extend_from_slice(rest);
+        }
+        _ => out.push(b'}'),
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The `totalTokens` of a `countTokens` answer.
+pub fn total_tokens(body: &[u8]) -> Option<u64> {
+    use sonic_rs::JsonValueTrait;
+    sonic_rs::get(body, ["totalTokens"]).ok()?.as_u64()
+}
+
 /// Appends `segment` with everything but RFC 3986's unreserved characters
 /// percent-encoded.
 fn percent_encode(segment: &str, out: &mut String) {

@@ -293,3 +293,26 @@ fn embeddings_from_gemini_and_bedrock_in_openai_shape() {
     let r = ask(r#"{"model":"anthropic.claude-x","input":"x"}"#);
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+#[test]
+fn count_tokens_reaches_gemini_as_count_tokens() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", r#"{"totalTokens":31,"promptTokensDetails":[]}"#)));
+    let gw = Gateway::start(&config(&format!(
+        "[providers.google]\nkind = \"gemini\"\nbase_url = \"http://{}\"\napi_key = \"k\"\nmodels = [\"gemini-2.5-flash\"]\n[providers.m]\nkind = \"mock\"\nmodels = [\"m\"]",
+        up.addr
+    )));
+    let body = r#"{"model":"gemini-2.5-flash","system":"Be brief.","messages":[{"role":"user","content":"How many tokens?"}]}"#;
+    let r = gw.client().send("POST", "/v1/messages/count_tokens", &[], body.as_bytes());
+    assert_eq!((r.status, r.text()), (200, r#"{"input_tokens":31}"#.to_owned()));
+    let seen = up.last();
+    assert_eq!(seen.request_line(), "POST /v1beta/models/gemini-2.5-flash:countTokens HTTP/1.1");
+    let sent: sonic_rs::Value = sonic_rs::from_slice(&seen.body).unwrap();
+    let inner = &sent["generateContentRequest"];
+    assert_eq!(inner["model"].as_str(), Some("models/gemini-2.5-flash"));
+    assert_eq!(inner["systemInstruction"]["parts"][0]["text"].as_str(), Some("Be brief."));
+    assert_eq!(inner["contents"][0]["parts"][0]["text"].as_str(), Some("How many tokens?"));
+    // Kinds without a token counter say so in Anthropic's shape.
+    let r = gw.client().send("POST", "/v1/messages/count_tokens", &[], br#"{"model":"m","messages":[]}"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["type"].as_str(), Some("error"));
+}

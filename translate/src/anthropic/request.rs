@@ -148,13 +148,26 @@ struct ThinkingConfigWire<'a> {
 
 /// Parses a Messages body (the Anthropic front door) into the canonical form.
 pub fn parse(body: &[u8]) -> Result<Request<'_>, Error> {
+    parse_with(body, true)
+}
+
+/// Parses a `count_tokens` body: a Messages body without `max_tokens`.
+pub fn parse_count_tokens(body: &[u8]) -> Result<Request<'_>, Error> {
+    parse_with(body, false)
+}
+
+fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Error> {
     let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
     let model = wire.model.filter(Raw::is_string).ok_or(Error::invalid("model", "model: Field required"))?;
-    let max_tokens = wire.max_tokens.ok_or(Error::invalid("max_tokens", "max_tokens: Field required"))?;
+    let max_tokens = match wire.max_tokens {
+        Some(n) => Some(n),
+        None if max_tokens_required => return Err(Error::invalid("max_tokens", "max_tokens: Field required")),
+        None => None,
+    };
     let messages = wire.messages.ok_or(Error::invalid("messages", "messages: Field required"))?;
     let mut request = Request {
         model,
-        max_tokens: Some(max_tokens),
+        max_tokens,
         temperature: wire.temperature,
         top_p: wire.top_p,
         top_k: wire.top_k,
