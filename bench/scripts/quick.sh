@@ -7,6 +7,7 @@
 # Prints rps, latency percentiles, CPU microseconds per request (utime+stime
 # ticks of the corelay process over the measured run, warm-up excluded) and peak
 # RSS (VmHWM). Every server binds 127.0.0.1 and is stopped by pid on exit.
+# GW_BIN and MOCK_BIN point at other builds, to compare two commits.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
@@ -32,9 +33,9 @@ max_retries = 0
 timeout = 10
 TOML
 
-taskset -c 1 target/release/corelay-mock --host 127.0.0.1 --port "$mock_port" >"$tmp/mock.log" 2>&1 &
+taskset -c 1 ${MOCK_BIN:-target/release/corelay-mock} --host 127.0.0.1 --port "$mock_port" >"$tmp/mock.log" 2>&1 &
 pids+=($!)
-taskset -c 0 target/release/corelay serve --config "$tmp/gw.toml" >"$tmp/gw.log" 2>&1 &
+taskset -c 0 ${GW_BIN:-target/release/corelay} serve --config "$tmp/gw.toml" >"$tmp/gw.log" 2>&1 &
 gw=$!
 pids+=($gw)
 for _ in $(seq 100); do grep -q listening "$tmp/gw.log" && break; sleep 0.05; done
