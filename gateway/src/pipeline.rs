@@ -380,7 +380,7 @@ async fn translated(
     };
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, stream, &scratch.body);
-    let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+    let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
         return Err(provider_error(snapshot, provider, dialect, conn, &head, scratch).await);
@@ -410,16 +410,7 @@ async fn translated(
         .await;
         return Ok(());
     }
-    let limits = &snapshot.config.upstream;
-    let mut body = Body::new(&head);
-    scratch.body.clear();
-    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
-    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
-        .await
-        .map_err(|e| GatewayError::from_upstream(provider, e))?;
-    if head.keep_alive {
-        shard.pool().put(resolved.deployment_index, conn);
-    }
+    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
@@ -532,21 +523,12 @@ async fn gemini_count_tokens(
     drop(canon);
     let call = Call { deployment: resolved.deployment, endpoint, operation: Operation::CountTokens, model };
     build_request(&mut scratch.request, call, request, false, &scratch.body);
-    let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+    let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
         return Err(provider_error(snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
     }
-    let limits = &snapshot.config.upstream;
-    let mut body = Body::new(&head);
-    scratch.body.clear();
-    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
-    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
-        .await
-        .map_err(|e| GatewayError::from_upstream(provider, e))?;
-    if head.keep_alive {
-        shard.pool().put(resolved.deployment_index, conn);
-    }
+    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
     let tokens = translate::gemini::total_tokens(&scratch.body).ok_or_else(|| {
         GatewayError::Translate(translate::error::Error::Provider("countTokens answered without totalTokens".into()))
     })?;
@@ -666,25 +648,16 @@ async fn translated_embeddings(
     };
     let mut collected = Collected::new(target, embed.inputs.len(), embed.encoding);
     let provider = resolved.deployment.name.as_str();
-    let limits = &snapshot.config.upstream;
-    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
     for call in 0..collected.calls() {
         scratch.body.clear();
         target.write(&embed, model, call, &mut scratch.body).map_err(GatewayError::Translate)?;
         let call_spec = Call { deployment: resolved.deployment, endpoint, operation: Operation::Embeddings, model };
         build_request(&mut scratch.request, call_spec, request, false, &scratch.body);
-        let (mut conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+        let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
         if head.status >= 300 {
             return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
         }
-        let mut body = Body::new(&head);
-        scratch.body.clear();
-        body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
-            .await
-            .map_err(|e| GatewayError::from_upstream(provider, e))?;
-        if head.keep_alive {
-            shard.pool().put(resolved.deployment_index, conn);
-        }
+        read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
         collected.add(&scratch.body).map_err(GatewayError::Translate)?;
     }
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
@@ -919,6 +892,32 @@ async fn provider_error(
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Reads a whole answer body into `scratch.body` (bounded by
+/// `upstream_response_body_bytes_max`, `stream_idle_timeout_ms` between
+/// reads), then gives the connection back to the pool when it can serve
+/// another request.
+async fn read_whole(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    deployment_index: usize,
+    provider: &str,
+    mut conn: Conn,
+    head: &ResponseHead,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let limits = &snapshot.config.upstream;
+    let mut body = Body::new(head);
+    scratch.body.clear();
+    let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
+        .await
+        .map_err(|e| GatewayError::from_upstream(provider, e))?;
+    if head.keep_alive {
+        shard.pool().put(deployment_index, conn);
+    }
+    Ok(())
 }
 
 /// Forwards a whole (non-streamed) response body.
