@@ -139,7 +139,7 @@ struct Wire<'a> {
 
 /// Parses an OpenAI `/v1/embeddings` body.
 pub fn parse_openai(body: &[u8]) -> Result<Request<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     let model =
         wire.model.filter(Raw::is_string).ok_or(Error::invalid("model", "missing required parameter: 'model'"))?;
     let input = wire.input.ok_or(Error::invalid("input", "missing required parameter: 'input'"))?;
@@ -414,7 +414,7 @@ struct GeminiEmbedding<'a> {
 /// Reads a `batchEmbedContents` answer (`{"embeddings":[{"values":[...]}]}`).
 /// Gemini reports no tokens: the count is 0.
 pub fn read_gemini(body: &[u8]) -> Result<Answer<'_>, Error> {
-    let wire: GeminiWire<'_> = sonic_rs::from_slice(body).map_err(provider_json)?;
+    let wire: GeminiWire<'_> = crate::wire::from_slice(body).map_err(provider_json)?;
     let embeddings = wire.embeddings.ok_or_else(|| missing("Gemini", "embeddings"))?;
     let vectors = embeddings.into_iter().map(|e| e.values.ok_or_else(|| missing("Gemini", "values")));
     Ok(Answer { vectors: vectors.collect::<Result<_, _>>()?, prompt_tokens: 0 })
@@ -432,7 +432,7 @@ struct TitanWire<'a> {
 /// Reads a Titan answer (`{"embedding":[...],"inputTextTokenCount":N}`):
 /// one vector.
 pub fn read_titan(body: &[u8]) -> Result<Answer<'_>, Error> {
-    let wire: TitanWire<'_> = sonic_rs::from_slice(body).map_err(provider_json)?;
+    let wire: TitanWire<'_> = crate::wire::from_slice(body).map_err(provider_json)?;
     let vector = wire.embedding.ok_or_else(|| missing("Titan", "embedding"))?;
     Ok(Answer { vectors: vec![vector], prompt_tokens: tokens(wire.input_text_token_count) })
 }
@@ -467,7 +467,7 @@ struct CohereByType<'a> {
 /// `{"embeddings":{"float":[[...]]}}` (by type); tokens from
 /// `meta.billed_units.input_tokens` when present.
 pub fn read_cohere(body: &[u8]) -> Result<Answer<'_>, Error> {
-    let wire: CohereWire<'_> = sonic_rs::from_slice(body).map_err(provider_json)?;
+    let wire: CohereWire<'_> = crate::wire::from_slice(body).map_err(provider_json)?;
     let mut list = wire.embeddings.ok_or_else(|| missing("Cohere", "embeddings"))?;
     if list.is_object() {
         let text = list.as_borrowed().ok_or_else(|| missing("Cohere", "embeddings"))?;

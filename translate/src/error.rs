@@ -258,7 +258,7 @@ struct ErrorObject<'a> {
 /// Reads `{"error":{...}}` and names its kind with `kind_of(type, code)`;
 /// anything else keeps the status's meaning and a short excerpt of the body.
 fn parse_error_object(status: u16, body: &[u8], kind_of: impl Fn(&str, &str) -> ErrorKind) -> ProviderError {
-    match sonic_rs::from_slice::<ErrorBody<'_>>(body) {
+    match crate::wire::from_slice::<ErrorBody<'_>>(body) {
         Ok(ErrorBody { error: Some(inner) }) => {
             let code = inner.code.unwrap_or_default();
             let kind = kind_of(inner.type_.as_deref().unwrap_or(""), &code);

@@ -96,10 +96,10 @@ pub fn peek_chat(body: &[u8]) -> Result<ChatPeek<'_>, PeekError> {
     let start = first_non_space(body).ok_or(PeekError::Json("empty body".into()))?;
     if body[start] != b'{' {
         // Still report malformed JSON as such.
-        sonic_rs::from_slice::<serde::de::IgnoredAny>(body).map_err(json_error)?;
+        crate::wire::from_slice::<serde::de::IgnoredAny>(body).map_err(json_error)?;
         return Err(PeekError::NotObject);
     }
-    let raw: RawChat<'_> = sonic_rs::from_slice(body).map_err(json_error)?;
+    let raw: RawChat<'_> = crate::wire::from_slice(body).map_err(json_error)?;
     let model_value = raw.model.filter(|v| !v.is_null()).ok_or(PeekError::MissingModel)?;
     let model = lazy_str(&model_value).ok_or(PeekError::ModelNotString)?;
     let stream = optional_bool(raw.stream.as_ref(), "stream")?;

@@ -279,7 +279,7 @@ pub fn arguments_object<'r>(encoded: &'r Raw<'_>) -> Arguments<'r> {
     if trimmed.is_empty() {
         return Arguments::Object(Cow::Borrowed("{}"));
     }
-    if !trimmed.starts_with('{') || sonic_rs::from_str::<sonic_rs::LazyValue<'_>>(trimmed).is_err() {
+    if !trimmed.starts_with('{') || !crate::json::is_json(trimmed) {
         return Arguments::NotAnObject;
     }
     match text {

@@ -1,11 +1,21 @@
-//! Serde helpers shared by the dialects' wire types, for reading arrays
-//! without allocating: a stream event that holds an array (OpenAI's
-//! `choices`, Gemini's `candidates` and `parts`) must not cost a `Vec` per
-//! event.
+//! Serde helpers shared by the dialects' wire types: [`from_slice`], the
+//! one entry from bytes, and readers of arrays that do not allocate (a
+//! stream event that holds an array, OpenAI's `choices`, Gemini's
+//! `candidates` and `parts`, must not cost a `Vec` per event).
 
 use serde::Deserialize;
 
 use crate::raw::Raw;
+
+/// Deserializes `T` from bytes that must be UTF-8 JSON. sonic-rs's own
+/// `from_slice` checks UTF-8 only at the end, after it has handed borrowed
+/// `&str`s of the invalid bytes to the visitors (a debug assertion in
+/// sonic-rs fires on them); checking first keeps every [`Raw`] valid text.
+pub fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, sonic_rs::Error> {
+    let text = simdutf8::basic::from_utf8(bytes)
+        .map_err(|_| <sonic_rs::Error as serde::de::Error>::custom("the body is not valid UTF-8"))?;
+    sonic_rs::from_str(text)
+}
 
 /// Deserializes an array's first element and skips the others: `None` for
 /// `null`, `Some(None)` for an empty array.
@@ -73,4 +83,23 @@ where
         }
     }
     d.deserialize_any(Elements(std::marker::PhantomData))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::stream::Dialect;
+
+    /// Invalid UTF-8 inside a string is refused before any value is read
+    /// (sonic-rs alone would hand the visitors invalid `&str`s first, which
+    /// panics its debug assertion).
+    #[test]
+    fn invalid_utf8_is_refused_before_parsing() {
+        assert!(super::from_slice::<crate::raw::Raw<'_>>(b"\"ok \xff\"").is_err());
+        let anthropic =
+            b"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}";
+        for dialect in [Dialect::OpenAi, Dialect::Anthropic] {
+            let error = crate::parse_request(dialect, anthropic).unwrap_err();
+            assert!(error.to_string().contains("UTF-8"), "{error}");
+        }
+    }
 }

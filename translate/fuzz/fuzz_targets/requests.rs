@@ -1,6 +1,7 @@
 //! Fuzzes request translation: arbitrary bytes as an OpenAI or Anthropic
 //! request body, written for every provider dialect. Nothing may panic;
-//! whatever is written must be valid JSON.
+//! whatever is written must be valid JSON. corelay's own JSON reader (which
+//! the OpenAI request parser walks) must accept exactly what sonic-rs does.
 
 #![no_main]
 
@@ -19,6 +20,9 @@ fn targets() -> [Target; 5] {
 }
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert_eq!(translate::json::is_json(text), sonic_rs::from_str::<sonic_rs::Value>(text).is_ok(), "{text}");
+    }
     for from in [Dialect::OpenAi, Dialect::Anthropic] {
         let Ok(request) = translate::parse_request(from, data) else { continue };
         for target in targets() {

@@ -157,7 +157,7 @@ pub fn parse_count_tokens(body: &[u8]) -> Result<Request<'_>, Error> {
 }
 
 fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     let model = wire.model.filter(Raw::is_string).ok_or(Error::invalid("model", "model: Field required"))?;
     let max_tokens = match wire.max_tokens {
         Some(n) => Some(n),

@@ -105,7 +105,7 @@ pub fn finish_str(finish: Finish) -> &'static str {
 /// Parses a non-streamed Messages response. With `json_tool`, the forced
 /// `json_response` tool's input is the answer's text.
 pub fn parse(body: &[u8], json_tool: bool) -> Result<Response<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     let mut response = Response {
         id: wire.id.filter(Raw::is_string),
         model: wire.model.filter(Raw::is_string),

@@ -88,7 +88,7 @@ impl Decoder {
             );
             return Ok(Step::More);
         }
-        let event: EventWire<'_> = sonic_rs::from_slice(data)
+        let event: EventWire<'_> = crate::wire::from_slice(data)
             .map_err(|e| format!("the provider sent an event that is not JSON: {}", crate::error::first_line(e)))?;
         match &*event.type_ {
             "message_start" => {

@@ -145,7 +145,7 @@ pub fn finish_from_str(reason: &str) -> Finish {
 
 /// Parses a non-streamed Converse response.
 pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     let mut response = Response {
         finish: wire.stop_reason.as_deref().map(finish_from_str),
         stop_sequence: wire.additional.and_then(|a| a.stop_sequence).filter(Raw::is_string),
@@ -194,7 +194,7 @@ pub fn parse_error(status: u16, body: &[u8], error_type_header: Option<&str>) ->
         #[serde(borrow, default)]
         code: Option<Cow<'a, str>>,
     }
-    let wire = sonic_rs::from_slice::<Wire<'_>>(body).ok();
+    let wire = crate::wire::from_slice::<Wire<'_>>(body).ok();
     let from_body = wire.as_ref().and_then(|w| w.type_.as_deref().or(w.code.as_deref()));
     let name = error_type_header.or(from_body).map(exception_name).filter(|n| !n.is_empty());
     let kind = name.map_or(ErrorKind::from_status(status), |n| kind_of(n, status));

@@ -134,7 +134,7 @@ impl Decoder {
             }
             return Ok(Step::More);
         }
-        let payload: PayloadWire<'_> = sonic_rs::from_slice(frame.payload).map_err(|e| {
+        let payload: PayloadWire<'_> = crate::wire::from_slice(frame.payload).map_err(|e| {
             format!("the provider sent a {event_type} event that is not JSON: {}", crate::error::first_line(e))
         })?;
         match event_type {

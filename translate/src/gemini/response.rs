@@ -198,7 +198,7 @@ pub(crate) fn write_call_id(stem: &str, n: u32, out: &mut Vec<u8>) {
 
 /// Parses a non-streamed `GenerateContentResponse` (its first candidate).
 pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     if let Some(error) = wire.error.filter(Raw::is_object) {
         let e = parse_error(500, format!("{{\"error\":{}}}", error.json()).as_bytes());
         return Err(Error::Provider(e.message));
@@ -255,9 +255,9 @@ pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
 pub fn parse_error(status: u16, body: &[u8]) -> ProviderError {
     let trimmed = body.trim_ascii_start();
     let first = if trimmed.starts_with(b"[") {
-        sonic_rs::from_slice::<Vec<ErrorWire<'_>>>(trimmed).ok().and_then(|v| v.into_iter().next())
+        crate::wire::from_slice::<Vec<ErrorWire<'_>>>(trimmed).ok().and_then(|v| v.into_iter().next())
     } else {
-        sonic_rs::from_slice::<ErrorWire<'_>>(trimmed).ok()
+        crate::wire::from_slice::<ErrorWire<'_>>(trimmed).ok()
     };
     match first.and_then(|w| w.error) {
         Some(inner) => inner.into_provider_error(status, body),

@@ -61,7 +61,7 @@ impl Decoder {
 
     /// Decodes one event's JSON.
     pub fn decode(&mut self, data: &[u8], sink: &mut impl FnMut(Event<'_>)) -> Result<Step, String> {
-        let chunk: Wire<'_> = sonic_rs::from_slice(data)
+        let chunk: Wire<'_> = crate::wire::from_slice(data)
             .map_err(|e| format!("the provider sent a chunk that is not JSON: {}", crate::error::first_line(e)))?;
         if let Some(error) = chunk.error.filter(Raw::is_object) {
             let body = format!("{{\"error\":{}}}", error.json());

@@ -1,235 +1,261 @@
 //! OpenAI chat-completions requests, to and from the canonical form.
 //!
-//! Parsing walks the body once with serde over sonic-rs; every piece of
-//! content is kept as a [`Raw`] slice of the body. Writing copies those
-//! slices into the new body. The canonical form hoists system messages and
-//! folds `tool` messages into user turns; writing undoes both.
+//! Parsing walks the body once with the validating [`Reader`] and builds the
+//! canonical form as it goes; every piece of content is kept as a [`Raw`]
+//! slice of the body. Writing copies those slices into the new body. The
+//! canonical form hoists system messages and folds `tool` messages into user
+//! turns; writing undoes both.
+//!
+//! What is refused and what is let through follows what OpenAI accepts:
+//! unknown keys are skipped (checked as JSON, never read), `null` stands for
+//! an absent optional field, and a known key given twice is refused, since
+//! a provider might read the other copy.
 
 use std::borrow::Cow;
-
-use serde::Deserialize;
 
 use crate::canon::{
     Arguments, Block, Effort, Message, Reasoning, Request, ResponseFormat, Role, Source, Tool, ToolChoice, ToolContent,
 };
 use crate::error::Error;
+use crate::json::{Reader, as_bool, as_f64, as_u64};
 use crate::raw::{Raw, write_as_string, write_joined, write_json_string};
-
-#[derive(Deserialize)]
-struct Wire<'a> {
-    #[serde(borrow, default)]
-    model: Option<Raw<'a>>,
-    #[serde(borrow, default, deserialize_with = "crate::wire::vec_with_room")]
-    messages: Option<Vec<MessageWire<'a>>>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    top_k: Option<u64>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(borrow, default)]
-    stop: Option<Raw<'a>>,
-    #[serde(default)]
-    n: Option<u64>,
-    #[serde(borrow, default)]
-    tools: Option<Vec<ToolWire<'a>>>,
-    #[serde(borrow, default)]
-    tool_choice: Option<Raw<'a>>,
-    #[serde(default)]
-    parallel_tool_calls: Option<bool>,
-    #[serde(borrow, default)]
-    response_format: Option<ResponseFormatWire<'a>>,
-    #[serde(borrow, default)]
-    reasoning_effort: Option<&'a str>,
-    #[serde(borrow, default)]
-    user: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    safety_identifier: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct MessageWire<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    #[serde(borrow, default)]
-    content: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ToolCallWire<'a>>>,
-    #[serde(borrow, default)]
-    tool_call_id: Option<Raw<'a>>,
-    /// The reasoning text of an earlier answer (a common extension).
-    #[serde(borrow, default)]
-    reasoning_content: Option<Raw<'a>>,
-    /// Thinking blocks with their signatures, as corelay (and LiteLLM) return
-    /// them, so that a client that sends them back replays them verbatim.
-    #[serde(borrow, default)]
-    thinking_blocks: Option<Vec<ThinkingWire<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallWire<'a> {
-    #[serde(borrow)]
-    id: Raw<'a>,
-    #[serde(borrow)]
-    function: FunctionWire<'a>,
-    /// Gemini's thought signature, as corelay returns it.
-    #[serde(borrow, default)]
-    thought_signature: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionWire<'a> {
-    #[serde(borrow)]
-    name: Raw<'a>,
-    #[serde(borrow, default)]
-    arguments: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ThinkingWire<'a> {
-    #[serde(borrow, rename = "type")]
-    type_: Cow<'a, str>,
-    #[serde(borrow, default)]
-    thinking: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    signature: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    data: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct PartWire<'a> {
-    #[serde(borrow, rename = "type")]
-    type_: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    image_url: Option<UrlWire<'a>>,
-    #[serde(borrow, default)]
-    file: Option<FileWire<'a>>,
-    #[serde(borrow, default)]
-    refusal: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    cache_control: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct UrlWire<'a> {
-    #[serde(borrow)]
-    url: Raw<'a>,
-}
-
-#[derive(Deserialize)]
-struct FileWire<'a> {
-    #[serde(borrow, default)]
-    file_data: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    file_id: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolWire<'a> {
-    #[serde(borrow, rename = "type", default)]
-    type_: Option<&'a str>,
-    #[serde(borrow, default)]
-    function: Option<ToolFunctionWire<'a>>,
-    #[serde(borrow, default)]
-    cache_control: Option<Raw<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ToolFunctionWire<'a> {
-    #[serde(borrow)]
-    name: Raw<'a>,
-    #[serde(borrow, default)]
-    description: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    parameters: Option<Raw<'a>>,
-    #[serde(default)]
-    strict: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct ResponseFormatWire<'a> {
-    #[serde(borrow, rename = "type")]
-    type_: Cow<'a, str>,
-    #[serde(borrow, default)]
-    json_schema: Option<JsonSchemaWire<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsonSchemaWire<'a> {
-    #[serde(borrow, default)]
-    name: Option<Raw<'a>>,
-    #[serde(borrow, default)]
-    schema: Option<Raw<'a>>,
-    #[serde(default)]
-    strict: Option<bool>,
-}
 
 /// Parses a chat-completions body into the canonical form.
 pub fn parse(body: &[u8]) -> Result<Request<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
-    let model =
-        wire.model.filter(Raw::is_string).ok_or(Error::invalid("model", "missing required parameter: 'model'"))?;
-    let messages = wire.messages.ok_or(Error::invalid("messages", "missing required parameter: 'messages'"))?;
-    if messages.is_empty() {
+    let mut reader = Reader::new(body)?;
+    let r = &mut reader;
+    if r.peek() != Some(b'{') {
+        r.skip()?;
+        return Err(Error::Json("the request body must be a JSON object".into()));
+    }
+    let mut request = Request::default();
+    let mut model = None;
+    let mut messages = None;
+    let (mut max_tokens, mut max_completion_tokens, mut n) = (None, None, None);
+    let (mut user, mut safety_identifier) = (None, None);
+    let mut seen = Seen::default();
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "model" => {
+                seen.once(0, &key)?;
+                model = optional(r)?;
+            }
+            "messages" => {
+                seen.once(1, &key)?;
+                messages = read_messages(r, &mut request)?;
+            }
+            "stream" => {
+                seen.once(2, &key)?;
+                request.stream = boolean(r, "stream")?.unwrap_or(false);
+            }
+            "stream_options" => {
+                seen.once(3, &key)?;
+                request.include_usage = read_stream_options(r)?;
+            }
+            "temperature" => {
+                seen.once(4, &key)?;
+                request.temperature = number(r, "temperature")?;
+            }
+            "top_p" => {
+                seen.once(5, &key)?;
+                request.top_p = number(r, "top_p")?;
+            }
+            "top_k" => {
+                seen.once(6, &key)?;
+                request.top_k = count(r, "top_k")?;
+            }
+            "max_tokens" => {
+                seen.once(7, &key)?;
+                max_tokens = count(r, "max_tokens")?;
+            }
+            "max_completion_tokens" => {
+                seen.once(8, &key)?;
+                max_completion_tokens = count(r, "max_completion_tokens")?;
+            }
+            "n" => {
+                seen.once(9, &key)?;
+                n = count(r, "n")?;
+            }
+            "stop" => {
+                seen.once(10, &key)?;
+                request.stop = read_stop(r)?;
+            }
+            "tools" => {
+                seen.once(11, &key)?;
+                request.tools = read_tools(r)?;
+            }
+            "tool_choice" => {
+                seen.once(12, &key)?;
+                request.tool_choice = read_tool_choice(r)?;
+            }
+            "parallel_tool_calls" => {
+                seen.once(13, &key)?;
+                request.parallel_tool_calls = boolean(r, "parallel_tool_calls")?;
+            }
+            "response_format" => {
+                seen.once(14, &key)?;
+                request.response_format = read_response_format(r)?;
+            }
+            "reasoning_effort" => {
+                seen.once(15, &key)?;
+                request.reasoning = match text(r, || "reasoning_effort".into())? {
+                    None => None,
+                    Some(effort) => Some(parse_effort(&effort)?),
+                };
+            }
+            "user" => {
+                seen.once(16, &key)?;
+                user = optional(r)?;
+            }
+            "safety_identifier" => {
+                seen.once(17, &key)?;
+                safety_identifier = optional(r)?;
+            }
+            _ => r.skip()?,
+        }
+    }
+    r.finish()?;
+    request.model =
+        model.filter(Raw::is_string).ok_or(Error::invalid("model", "missing required parameter: 'model'"))?;
+    let count = messages.ok_or(Error::invalid("messages", "missing required parameter: 'messages'"))?;
+    if count == 0 {
         return Err(Error::invalid("messages", "'messages' must contain at least one message"));
     }
-    if wire.n.is_some_and(|n| n > 1) {
+    if n.is_some_and(|n| n > 1) {
         return Err(Error::invalid("n", "this provider returns one choice per request; 'n' must be 1"));
     }
-    let mut request = Request {
-        model,
-        stream: wire.stream.unwrap_or(false),
-        include_usage: wire.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
-        max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
-        temperature: wire.temperature,
-        top_p: wire.top_p,
-        top_k: wire.top_k,
-        parallel_tool_calls: wire.parallel_tool_calls,
-        user: wire.safety_identifier.or(wire.user).filter(Raw::is_string),
-        ..Request::default()
-    };
-    request.stop = parse_stop(wire.stop)?;
-    request.reasoning = wire.reasoning_effort.map(parse_effort).transpose()?;
-    request.response_format = parse_response_format(wire.response_format)?;
-    request.tools = parse_tools(wire.tools)?;
-    request.tool_choice = wire.tool_choice.map(parse_tool_choice).transpose()?;
-    request.messages.reserve(messages.len());
-    for (i, message) in messages.into_iter().enumerate() {
-        add_message(&mut request, i, message)?;
-    }
+    request.max_tokens = max_completion_tokens.or(max_tokens);
+    request.user = safety_identifier.or(user).filter(Raw::is_string);
     Ok(request)
 }
 
-fn parse_stop(stop: Option<Raw<'_>>) -> Result<Vec<Raw<'_>>, Error> {
-    let Some(stop) = stop else { return Ok(Vec::new()) };
-    if stop.is_null() {
-        return Ok(Vec::new());
+/// The known keys of one object already read, to refuse a second copy.
+#[derive(Default)]
+struct Seen(u32);
+
+impl Seen {
+    fn once(&mut self, field: u32, key: &str) -> Result<(), Error> {
+        let bit = 1 << field;
+        if self.0 & bit != 0 {
+            return Err(Error::invalid(key.to_owned(), format!("'{key}' is given twice")));
+        }
+        self.0 |= bit;
+        Ok(())
     }
-    if stop.is_string() {
-        return Ok(vec![stop]);
+}
+
+/// The next value, `None` for `null`.
+fn optional<'a>(r: &mut Reader<'a>) -> Result<Option<Raw<'a>>, Error> {
+    if r.null()? {
+        return Ok(None);
     }
-    let list: Vec<Raw<'_>> = sonic_rs::from_str(stop.as_borrowed().ok_or_else(bad_stop)?).map_err(|_| bad_stop())?;
-    if !list.iter().all(Raw::is_string) {
-        return Err(bad_stop());
+    r.value().map(Some)
+}
+
+/// Whether an object comes next: `false` for `null`; an error naming
+/// `param` for anything else.
+fn object_or_null(r: &mut Reader<'_>, param: impl FnOnce() -> String) -> Result<bool, Error> {
+    match r.peek() {
+        Some(b'{') => Ok(true),
+        Some(b'n') => r.null().map(|_| false),
+        _ => {
+            let param = param();
+            Err(Error::invalid(param.clone(), format!("'{param}' must be an object")))
+        }
     }
-    Ok(list)
+}
+
+/// As [`object_or_null`], for arrays.
+fn array_or_null(r: &mut Reader<'_>, param: impl FnOnce() -> String) -> Result<bool, Error> {
+    match r.peek() {
+        Some(b'[') => Ok(true),
+        Some(b'n') => r.null().map(|_| false),
+        _ => {
+            let param = param();
+            Err(Error::invalid(param.clone(), format!("'{param}' must be an array")))
+        }
+    }
+}
+
+fn boolean(r: &mut Reader<'_>, param: &'static str) -> Result<Option<bool>, Error> {
+    let value = r.value()?;
+    as_bool(&value).ok_or_else(|| Error::invalid(param, format!("'{param}' must be a boolean")))
+}
+
+fn number(r: &mut Reader<'_>, param: &'static str) -> Result<Option<f64>, Error> {
+    let value = r.value()?;
+    as_f64(&value).ok_or_else(|| Error::invalid(param, format!("'{param}' must be a number")))
+}
+
+fn count(r: &mut Reader<'_>, param: &'static str) -> Result<Option<u64>, Error> {
+    let value = r.value()?;
+    as_u64(&value).ok_or_else(|| Error::invalid(param, format!("'{param}' must be a non-negative integer")))
+}
+
+/// A string's decoded text, `None` for `null`; an error naming `param` for
+/// anything else.
+fn text<'a>(r: &mut Reader<'a>, param: impl FnOnce() -> String) -> Result<Option<Cow<'a, str>>, Error> {
+    let Some(value) = optional(r)? else { return Ok(None) };
+    match value.is_string().then(|| value.text()).flatten() {
+        Some(text) => Ok(Some(text)),
+        None => {
+            let param = param();
+            Err(Error::invalid(param.clone(), format!("'{param}' must be a string")))
+        }
+    }
+}
+
+/// Reads `messages` into the request and returns how many there were, or
+/// `None` for `null`.
+fn read_messages<'a>(r: &mut Reader<'a>, request: &mut Request<'a>) -> Result<Option<usize>, Error> {
+    if !array_or_null(r, || "messages".into())? {
+        return Ok(None);
+    }
+    request.messages.reserve(8);
+    let mut i = 0;
+    let mut elements = r.array()?;
+    while elements.next(r)? {
+        read_message(r, request, i)?;
+        i += 1;
+    }
+    Ok(Some(i))
+}
+
+fn read_stream_options(r: &mut Reader<'_>) -> Result<bool, Error> {
+    let mut include_usage = None;
+    if object_or_null(r, || "stream_options".into())? {
+        let mut members = r.object()?;
+        while let Some(key) = members.next(r)? {
+            match &*key {
+                "include_usage" => include_usage = boolean(r, "stream_options.include_usage")?,
+                _ => r.skip()?,
+            }
+        }
+    }
+    Ok(include_usage.unwrap_or(false))
+}
+
+fn read_stop<'a>(r: &mut Reader<'a>) -> Result<Vec<Raw<'a>>, Error> {
+    let mut stop = Vec::new();
+    match r.peek() {
+        Some(b'[') => {
+            let mut elements = r.array()?;
+            while elements.next(r)? {
+                let s = r.value()?;
+                if !s.is_string() {
+                    return Err(bad_stop());
+                }
+                stop.push(s);
+            }
+        }
+        _ => match optional(r)? {
+            None => {}
+            Some(s) if s.is_string() => stop.push(s),
+            Some(_) => return Err(bad_stop()),
+        },
+    }
+    Ok(stop)
 }
 
 fn bad_stop() -> Error {
@@ -252,19 +278,27 @@ fn parse_effort(effort: &str) -> Result<Reasoning, Error> {
     })
 }
 
-fn parse_response_format<'a>(format: Option<ResponseFormatWire<'a>>) -> Result<ResponseFormat<'a>, Error> {
-    let Some(format) = format else { return Ok(ResponseFormat::Text) };
-    Ok(match &*format.type_ {
-        "text" => ResponseFormat::Text,
-        "json_object" => ResponseFormat::JsonObject,
-        "json_schema" => {
-            let spec = format.json_schema.ok_or(Error::invalid(
-                "response_format.json_schema",
-                "'response_format' of type json_schema needs 'json_schema'",
-            ))?;
-            let schema = spec.schema.filter(Raw::is_object).unwrap_or(Raw::from_json("{\"type\":\"object\"}"));
-            ResponseFormat::JsonSchema { name: spec.name.filter(Raw::is_string), schema, strict: spec.strict }
+fn read_response_format<'a>(r: &mut Reader<'a>) -> Result<ResponseFormat<'a>, Error> {
+    if !object_or_null(r, || "response_format".into())? {
+        return Ok(ResponseFormat::Text);
+    }
+    let mut kind = None;
+    let mut schema_spec = None;
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "type" => kind = text(r, || "response_format.type".into())?,
+            "json_schema" => schema_spec = read_json_schema(r)?,
+            _ => r.skip()?,
         }
+    }
+    Ok(match kind.as_deref() {
+        Some("text") => ResponseFormat::Text,
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => schema_spec.ok_or(Error::invalid(
+            "response_format.json_schema",
+            "'response_format' of type json_schema needs 'json_schema'",
+        ))?,
         _ => {
             return Err(Error::invalid(
                 "response_format.type",
@@ -274,65 +308,303 @@ fn parse_response_format<'a>(format: Option<ResponseFormatWire<'a>>) -> Result<R
     })
 }
 
-fn parse_tools<'a>(tools: Option<Vec<ToolWire<'a>>>) -> Result<Vec<Tool<'a>>, Error> {
-    let mut out = Vec::new();
-    for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
-        if tool.type_.is_some_and(|t| t != "function") {
+/// `response_format.json_schema`, as the format it asks for.
+fn read_json_schema<'a>(r: &mut Reader<'a>) -> Result<Option<ResponseFormat<'a>>, Error> {
+    if !object_or_null(r, || "response_format.json_schema".into())? {
+        return Ok(None);
+    }
+    let (mut name, mut schema, mut strict) = (None, None, None);
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "name" => name = optional(r)?,
+            "schema" => schema = optional(r)?,
+            "strict" => strict = boolean(r, "response_format.json_schema.strict")?,
+            _ => r.skip()?,
+        }
+    }
+    let schema = schema.filter(Raw::is_object).unwrap_or(Raw::from_json("{\"type\":\"object\"}"));
+    Ok(Some(ResponseFormat::JsonSchema { name: name.filter(Raw::is_string), schema, strict }))
+}
+
+fn read_tools<'a>(r: &mut Reader<'a>) -> Result<Vec<Tool<'a>>, Error> {
+    let mut tools = Vec::new();
+    if !array_or_null(r, || "tools".into())? {
+        return Ok(tools);
+    }
+    let mut elements = r.array()?;
+    while elements.next(r)? {
+        let i = tools.len();
+        if r.peek() != Some(b'{') {
+            return Err(Error::invalid(format!("tools[{i}]"), "a tool must be an object"));
+        }
+        let (mut kind, mut function, mut cache_control) = (None, None, None);
+        let mut members = r.object()?;
+        while let Some(key) = members.next(r)? {
+            match &*key {
+                "type" => kind = text(r, || format!("tools[{i}].type"))?,
+                "function" => function = read_tool_function(r, i)?,
+                "cache_control" => cache_control = optional(r)?,
+                _ => r.skip()?,
+            }
+        }
+        if kind.is_some_and(|t| t != "function") {
             return Err(Error::invalid(
                 format!("tools[{i}].type"),
                 "only function tools can be translated for this provider",
             ));
         }
-        let function =
-            tool.function.ok_or_else(|| Error::invalid(format!("tools[{i}].function"), "a tool needs 'function'"))?;
-        if !function.name.is_string() {
-            return Err(Error::invalid(format!("tools[{i}].function.name"), "a tool's name must be a string"));
-        }
-        out.push(Tool {
-            name: function.name,
-            description: function.description.filter(Raw::is_string),
-            parameters: function.parameters.filter(Raw::is_object),
-            strict: function.strict,
-            cache_control: tool.cache_control,
-        });
+        let mut tool =
+            function.ok_or_else(|| Error::invalid(format!("tools[{i}].function"), "a tool needs 'function'"))?;
+        tool.cache_control = cache_control;
+        tools.push(tool);
     }
-    Ok(out)
+    Ok(tools)
 }
 
-fn parse_tool_choice(choice: Raw<'_>) -> Result<ToolChoice<'_>, Error> {
-    if choice.is_string() {
-        return match choice.string_body() {
-            Some("auto") => Ok(ToolChoice::Auto),
-            Some("required") => Ok(ToolChoice::Required),
-            Some("none") => Ok(ToolChoice::None),
-            _ => Err(Error::invalid("tool_choice", "'tool_choice' must be none, auto, required or a named function")),
-        };
+fn read_tool_function<'a>(r: &mut Reader<'a>, i: usize) -> Result<Option<Tool<'a>>, Error> {
+    if !object_or_null(r, || format!("tools[{i}].function"))? {
+        return Ok(None);
     }
-    #[derive(Deserialize)]
-    struct Named<'a> {
-        #[serde(borrow)]
-        function: UrlLessFunction<'a>,
+    let mut tool =
+        Tool { name: Raw::default(), description: None, parameters: None, strict: None, cache_control: None };
+    let mut name = None;
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "name" => name = Some(r.value()?),
+            "description" => tool.description = optional(r)?.filter(Raw::is_string),
+            "parameters" => tool.parameters = optional(r)?.filter(Raw::is_object),
+            "strict" => tool.strict = boolean(r, "tools.function.strict")?,
+            _ => r.skip()?,
+        }
     }
-    #[derive(Deserialize)]
-    struct UrlLessFunction<'a> {
-        #[serde(borrow)]
-        name: Raw<'a>,
-    }
-    let named = choice.as_borrowed().and_then(|s| sonic_rs::from_str::<Named<'_>>(s).ok()).map(|n| n.function.name);
-    match named.filter(Raw::is_string) {
-        Some(name) => Ok(ToolChoice::Named(name)),
-        None => Err(Error::invalid(
+    tool.name = name
+        .filter(Raw::is_string)
+        .ok_or_else(|| Error::invalid(format!("tools[{i}].function.name"), "a tool's name must be a string"))?;
+    Ok(Some(tool))
+}
+
+fn read_tool_choice<'a>(r: &mut Reader<'a>) -> Result<Option<ToolChoice<'a>>, Error> {
+    let bad = || {
+        Error::invalid(
             "tool_choice",
             "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"function\":{\"name\":...}}",
-        )),
+        )
+    };
+    match r.peek() {
+        Some(b'{') => {
+            let mut name = None;
+            let mut members = r.object()?;
+            while let Some(key) = members.next(r)? {
+                match &*key {
+                    "function" if r.peek() == Some(b'{') => {
+                        let mut function = r.object()?;
+                        while let Some(key) = function.next(r)? {
+                            match &*key {
+                                "name" => name = Some(r.value()?),
+                                _ => r.skip()?,
+                            }
+                        }
+                    }
+                    "function" => return Err(bad()),
+                    _ => r.skip()?,
+                }
+            }
+            name.filter(Raw::is_string).map(|name| Some(ToolChoice::Named(name))).ok_or_else(bad)
+        }
+        _ => match optional(r)? {
+            None => Ok(None),
+            Some(choice) => match choice.string_body() {
+                Some("auto") => Ok(Some(ToolChoice::Auto)),
+                Some("required") => Ok(Some(ToolChoice::Required)),
+                Some("none") => Ok(Some(ToolChoice::None)),
+                _ => Err(bad()),
+            },
+        },
     }
 }
 
-fn add_message<'a>(request: &mut Request<'a>, i: usize, message: MessageWire<'a>) -> Result<(), Error> {
-    match &*message.role {
+/// A message's `content` as read: a string literal, or its parts as blocks
+/// (empty text dropped).
+enum Content<'a> {
+    Text(Raw<'a>),
+    Blocks(Vec<Block<'a>>),
+}
+
+impl<'a> Content<'a> {
+    /// The content as blocks. Blank text is dropped (Anthropic refuses empty
+    /// text blocks).
+    fn into_blocks(self) -> Vec<Block<'a>> {
+        match self {
+            Content::Text(text) if text.is_blank_string() => Vec::new(),
+            Content::Text(text) => vec![text_block(text)],
+            Content::Blocks(blocks) => blocks,
+        }
+    }
+}
+
+/// One message's fields, read in whatever order they came.
+#[derive(Default)]
+struct MessageFields<'a> {
+    role: Option<Cow<'a, str>>,
+    content: Option<Content<'a>>,
+    tool_calls: Vec<Block<'a>>,
+    tool_call_id: Option<Raw<'a>>,
+    reasoning_content: Option<Raw<'a>>,
+    thinking_blocks: Option<Vec<Block<'a>>>,
+}
+
+fn read_message<'a>(r: &mut Reader<'a>, request: &mut Request<'a>, i: usize) -> Result<(), Error> {
+    if r.peek() != Some(b'{') {
+        return Err(Error::invalid(format!("messages[{i}]"), "a message must be an object"));
+    }
+    let mut message = MessageFields::default();
+    let mut seen = Seen::default();
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "role" => {
+                seen.once(0, &key)?;
+                message.role = text(r, || format!("messages[{i}].role"))?;
+            }
+            "content" => {
+                seen.once(1, &key)?;
+                message.content = read_content(r, i)?;
+            }
+            "tool_calls" => {
+                seen.once(2, &key)?;
+                read_tool_calls(r, i, &mut message.tool_calls)?;
+            }
+            "tool_call_id" => {
+                seen.once(3, &key)?;
+                message.tool_call_id = optional(r)?;
+            }
+            "reasoning_content" => {
+                seen.once(4, &key)?;
+                message.reasoning_content = optional(r)?;
+            }
+            "thinking_blocks" => {
+                seen.once(5, &key)?;
+                message.thinking_blocks = read_thinking_blocks(r, i)?;
+            }
+            _ => r.skip()?,
+        }
+    }
+    add_message(request, i, message)
+}
+
+fn read_content<'a>(r: &mut Reader<'a>, i: usize) -> Result<Option<Content<'a>>, Error> {
+    match r.peek() {
+        Some(b'"') => Ok(Some(Content::Text(r.value()?))),
+        Some(b'n') => r.null().map(|_| None),
+        Some(b'[') => {
+            let mut blocks = Vec::new();
+            let mut j = 0;
+            let mut elements = r.array()?;
+            while elements.next(r)? {
+                if let Some(block) = read_part(r, i, j)? {
+                    blocks.push(block);
+                }
+                j += 1;
+            }
+            Ok(Some(Content::Blocks(blocks)))
+        }
+        _ => Err(Error::invalid(format!("messages[{i}].content"), "'content' must be a string or an array of parts")),
+    }
+}
+
+fn read_tool_calls<'a>(r: &mut Reader<'a>, i: usize, calls: &mut Vec<Block<'a>>) -> Result<(), Error> {
+    if !array_or_null(r, || format!("messages[{i}].tool_calls"))? {
+        return Ok(());
+    }
+    let mut elements = r.array()?;
+    while elements.next(r)? {
+        let j = calls.len();
+        let bad = || {
+            Error::invalid(
+                format!("messages[{i}].tool_calls[{j}]"),
+                "a tool call needs a string 'id' and 'function.name'",
+            )
+        };
+        if r.peek() != Some(b'{') {
+            return Err(bad());
+        }
+        let (mut id, mut name, mut arguments, mut signature) = (None, None, None, None);
+        let mut members = r.object()?;
+        while let Some(key) = members.next(r)? {
+            match &*key {
+                "id" => id = Some(r.value()?),
+                "function" if r.peek() == Some(b'{') => {
+                    let mut function = r.object()?;
+                    while let Some(key) = function.next(r)? {
+                        match &*key {
+                            "name" => name = Some(r.value()?),
+                            "arguments" => arguments = optional(r)?,
+                            _ => r.skip()?,
+                        }
+                    }
+                }
+                "function" => return Err(bad()),
+                "thought_signature" => signature = optional(r)?,
+                _ => r.skip()?,
+            }
+        }
+        let (Some(id), Some(name)) = (id.filter(Raw::is_string), name.filter(Raw::is_string)) else {
+            return Err(bad());
+        };
+        let arguments = arguments.filter(Raw::is_string).unwrap_or(Raw::from_json("\"\""));
+        calls.push(Block::ToolCall {
+            id,
+            name,
+            arguments: Arguments::Encoded(arguments),
+            signature: signature.filter(Raw::is_string),
+        });
+    }
+    Ok(())
+}
+
+/// `thinking_blocks`, as corelay (and LiteLLM) return them, so that a
+/// client that sends them back replays them verbatim. Blocks of other types
+/// are skipped.
+fn read_thinking_blocks<'a>(r: &mut Reader<'a>, i: usize) -> Result<Option<Vec<Block<'a>>>, Error> {
+    if !array_or_null(r, || format!("messages[{i}].thinking_blocks"))? {
+        return Ok(None);
+    }
+    let mut blocks = Vec::new();
+    let mut elements = r.array()?;
+    while elements.next(r)? {
+        let param = || format!("messages[{i}].thinking_blocks");
+        if r.peek() != Some(b'{') {
+            return Err(Error::invalid(param(), "a thinking block must be an object"));
+        }
+        let (mut kind, mut thinking, mut signature, mut data) = (None, None, None, None);
+        let mut members = r.object()?;
+        while let Some(key) = members.next(r)? {
+            match &*key {
+                "type" => kind = text(r, || format!("{}.type", param()))?,
+                "thinking" => thinking = optional(r)?,
+                "signature" => signature = optional(r)?,
+                "data" => data = optional(r)?,
+                _ => r.skip()?,
+            }
+        }
+        match (kind.as_deref(), thinking, data) {
+            (Some("thinking"), Some(text), _) => blocks.push(Block::Thinking { text, signature }),
+            (Some("redacted_thinking"), _, Some(data)) => blocks.push(Block::RedactedThinking { data }),
+            (None, ..) => return Err(Error::invalid(param(), "a thinking block needs 'type'")),
+            _ => {}
+        }
+    }
+    Ok(Some(blocks))
+}
+
+fn add_message<'a>(request: &mut Request<'a>, i: usize, message: MessageFields<'a>) -> Result<(), Error> {
+    let role = message.role.ok_or_else(|| Error::invalid(format!("messages[{i}].role"), "a message needs 'role'"))?;
+    match &*role {
         "system" | "developer" => {
             let content = message.content.ok_or_else(|| missing_content(i))?;
-            for block in content_blocks(content, i)? {
+            for block in content.into_blocks() {
                 match block {
                     Block::Text { .. } => request.system.push(block),
                     _ => {
@@ -343,11 +615,23 @@ fn add_message<'a>(request: &mut Request<'a>, i: usize, message: MessageWire<'a>
         }
         "user" => {
             let content = message.content.ok_or_else(|| missing_content(i))?;
-            let blocks = content_blocks(content, i)?;
-            push_blocks(request, Role::User, blocks);
+            push_blocks(request, Role::User, content.into_blocks());
         }
         "assistant" => {
-            let blocks = assistant_blocks(message, i)?;
+            let mut blocks = Vec::new();
+            if let Some(thinking) = message.thinking_blocks {
+                blocks.extend(thinking);
+            } else if let Some(text) = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string()) {
+                blocks.push(Block::Thinking { text, signature: None });
+            }
+            if let Some(content) = message.content {
+                if blocks.is_empty() && message.tool_calls.is_empty() {
+                    blocks = content.into_blocks();
+                } else {
+                    blocks.extend(content.into_blocks());
+                }
+            }
+            blocks.extend(message.tool_calls);
             push_blocks(request, Role::Assistant, blocks);
         }
         "tool" => {
@@ -356,8 +640,8 @@ fn add_message<'a>(request: &mut Request<'a>, i: usize, message: MessageWire<'a>
             })?;
             let content = match message.content {
                 None => ToolContent::Text(Raw::from_json("\"\"")),
-                Some(c) if c.is_string() => ToolContent::Text(c),
-                Some(c) => ToolContent::Blocks(content_blocks(c, i)?),
+                Some(Content::Text(text)) => ToolContent::Text(text),
+                Some(Content::Blocks(blocks)) => ToolContent::Blocks(blocks),
             };
             let block = Block::ToolResult { id, content, is_error: false, cache_control: None };
             push_tool_result(request, block);
@@ -393,76 +677,69 @@ fn push_tool_result<'a>(request: &mut Request<'a>, block: Block<'a>) {
     }
 }
 
-fn assistant_blocks<'a>(message: MessageWire<'a>, i: usize) -> Result<Vec<Block<'a>>, Error> {
-    let mut blocks = Vec::new();
-    if let Some(thinking) = message.thinking_blocks {
-        for t in thinking {
-            match (&*t.type_, t.thinking, t.data) {
-                ("thinking", Some(text), _) => blocks.push(Block::Thinking { text, signature: t.signature }),
-                ("redacted_thinking", _, Some(data)) => blocks.push(Block::RedactedThinking { data }),
-                _ => {}
-            }
-        }
-    } else if let Some(text) = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string()) {
-        blocks.push(Block::Thinking { text, signature: None });
-    }
-    if let Some(content) = message.content.filter(|c| !c.is_null()) {
-        blocks.extend(content_blocks(content, i)?);
-    }
-    for (j, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
-        if !call.id.is_string() || !call.function.name.is_string() {
-            return Err(Error::invalid(
-                format!("messages[{i}].tool_calls[{j}]"),
-                "a tool call needs a string 'id' and 'function.name'",
-            ));
-        }
-        let arguments = call.function.arguments.filter(Raw::is_string).unwrap_or(Raw::from_json("\"\""));
-        blocks.push(Block::ToolCall {
-            id: call.id,
-            name: call.function.name,
-            arguments: Arguments::Encoded(arguments),
-            signature: call.thought_signature.filter(Raw::is_string),
-        });
-    }
-    Ok(blocks)
-}
-
-/// A message's `content`: a string, or an array of parts. Empty text is
-/// dropped (Anthropic refuses empty text blocks).
-fn content_blocks<'a>(content: Raw<'a>, i: usize) -> Result<Vec<Block<'a>>, Error> {
-    if content.is_string() {
-        return Ok(if content.is_blank_string() { Vec::new() } else { vec![text_block(content)] });
-    }
-    if content.is_null() {
-        return Ok(Vec::new());
-    }
-    if !content.is_array() {
-        return Err(Error::invalid(
-            format!("messages[{i}].content"),
-            "'content' must be a string or an array of parts",
-        ));
-    }
-    let parts: Vec<PartWire<'_>> = content
-        .as_borrowed()
-        .map(sonic_rs::from_str)
-        .unwrap_or_else(|| Err(<sonic_rs::Error as serde::de::Error>::custom("content parts could not be read")))
-        .map_err(|e| Error::invalid(format!("messages[{i}].content"), e.to_string()))?;
-    let mut blocks = Vec::with_capacity(parts.len());
-    for (j, part) in parts.into_iter().enumerate() {
-        if let Some(block) = part_block(part, i, j)? {
-            blocks.push(block);
-        }
-    }
-    Ok(blocks)
-}
-
 fn text_block(text: Raw<'_>) -> Block<'_> {
     Block::Text { text, cache_control: None }
 }
 
-fn part_block<'a>(part: PartWire<'a>, i: usize, j: usize) -> Result<Option<Block<'a>>, Error> {
+/// One content part's fields, read in whatever order they came.
+#[derive(Default)]
+struct PartFields<'a> {
+    kind: Option<Cow<'a, str>>,
+    text: Option<Raw<'a>>,
+    image_url: Option<Raw<'a>>,
+    file_data: Option<Raw<'a>>,
+    file_id: Option<Raw<'a>>,
+    has_file: bool,
+    refusal: Option<Raw<'a>>,
+    cache_control: Option<Raw<'a>>,
+}
+
+fn read_part<'a>(r: &mut Reader<'a>, i: usize, j: usize) -> Result<Option<Block<'a>>, Error> {
     let param = || format!("messages[{i}].content[{j}]");
-    match &*part.type_ {
+    if r.peek() != Some(b'{') {
+        return Err(Error::invalid(param(), "a content part must be an object"));
+    }
+    let mut part = PartFields::default();
+    let mut members = r.object()?;
+    while let Some(key) = members.next(r)? {
+        match &*key {
+            "type" => part.kind = text(r, || format!("{}.type", param()))?,
+            "text" => part.text = optional(r)?,
+            "image_url" => {
+                if object_or_null(r, || format!("{}.image_url", param()))? {
+                    let mut url = r.object()?;
+                    while let Some(key) = url.next(r)? {
+                        match &*key {
+                            "url" => part.image_url = Some(r.value()?),
+                            _ => r.skip()?,
+                        }
+                    }
+                }
+            }
+            "file" => {
+                if object_or_null(r, || format!("{}.file", param()))? {
+                    part.has_file = true;
+                    let mut file = r.object()?;
+                    while let Some(key) = file.next(r)? {
+                        match &*key {
+                            "file_data" => part.file_data = optional(r)?,
+                            "file_id" => part.file_id = optional(r)?,
+                            _ => r.skip()?,
+                        }
+                    }
+                }
+            }
+            "refusal" => part.refusal = optional(r)?,
+            "cache_control" => part.cache_control = optional(r)?,
+            _ => r.skip()?,
+        }
+    }
+    part_block(part, param)
+}
+
+fn part_block<'a>(part: PartFields<'a>, param: impl Fn() -> String) -> Result<Option<Block<'a>>, Error> {
+    let kind = part.kind.ok_or_else(|| Error::invalid(param(), "a content part needs 'type'"))?;
+    match &*kind {
         "text" => {
             let text =
                 part.text.filter(Raw::is_string).ok_or_else(|| Error::invalid(param(), "a text part needs 'text'"))?;
@@ -470,20 +747,22 @@ fn part_block<'a>(part: PartWire<'a>, i: usize, j: usize) -> Result<Option<Block
         }
         "refusal" => Ok(part.refusal.filter(Raw::is_string).map(text_block)),
         "image_url" => {
-            let url = part.image_url.map(|u| u.url).filter(Raw::is_string);
+            let url = part.image_url.filter(Raw::is_string);
             let url = url.ok_or_else(|| Error::invalid(param(), "an image_url part needs 'image_url.url'"))?;
             let source = image_source(url).map_err(|m| Error::invalid(param(), m))?;
             Ok(Some(Block::Image { source, cache_control: part.cache_control }))
         }
         "file" => {
-            let file = part.file.ok_or_else(|| Error::invalid(param(), "a file part needs 'file'"))?;
-            if file.file_id.is_some() && file.file_data.is_none() {
+            if !part.has_file {
+                return Err(Error::invalid(param(), "a file part needs 'file'"));
+            }
+            if part.file_id.is_some() && part.file_data.is_none() {
                 return Err(Error::invalid(
                     param(),
                     "files by 'file_id' live at OpenAI and cannot be sent to this provider; send 'file_data'",
                 ));
             }
-            let data = file
+            let data = part
                 .file_data
                 .filter(Raw::is_string)
                 .ok_or_else(|| Error::invalid(param(), "a file part needs 'file_data'"))?;

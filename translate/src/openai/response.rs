@@ -82,7 +82,7 @@ pub fn finish_str(finish: Finish) -> &'static str {
 
 /// Parses a non-streamed chat completion (its first choice).
 pub fn parse(body: &[u8]) -> Result<Response<'_>, Error> {
-    let wire: Wire<'_> = sonic_rs::from_slice(body).map_err(Error::json)?;
+    let wire: Wire<'_> = crate::wire::from_slice(body).map_err(Error::json)?;
     let mut response = Response {
         id: wire.id.filter(Raw::is_string),
         model: wire.model.filter(Raw::is_string),

@@ -93,7 +93,7 @@ impl Decoder {
             }
             return Ok(Step::More);
         }
-        let chunk: ChunkWire<'_> = sonic_rs::from_slice(data)
+        let chunk: ChunkWire<'_> = crate::wire::from_slice(data)
             .map_err(|e| format!("the provider sent a chunk that is not JSON: {}", crate::error::first_line(e)))?;
         if let Some(error) = chunk.error.filter(Raw::is_object) {
             sink(Event::Error(crate::error::parse_openai_error(

@@ -4,3 +4,4 @@
 
 mod alloc;
 mod golden;
+mod json;
