@@ -13,6 +13,10 @@
 //! - Tool-call arguments that are not a JSON object are refused with a 400
 //!   naming the message: Anthropic needs an object and guessing one would
 //!   change the conversation.
+//! - Reasoning without a signature (OpenAI's `reasoning_content`, or
+//!   another provider's thinking) is not sent back: Anthropic refuses
+//!   thinking blocks whose signature it cannot check, and allows earlier
+//!   reasoning to be left out (case 26).
 
 use std::borrow::Cow;
 
@@ -465,10 +469,12 @@ fn write_sampling(request: &Request<'_>, thinking: Option<u64>, out: &mut Vec<u8
 }
 
 /// Turns, with empty ones left out and same-role neighbours merged.
+/// Unsigned reasoning is left out ([`Block::is_replayable`]).
 fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
     let mut open: Option<Role> = None;
     for (i, message) in request.messages.iter().enumerate() {
-        if message.blocks.is_empty() {
+        let mut blocks = message.blocks.iter().filter(|b| b.is_replayable()).peekable();
+        if blocks.peek().is_none() {
             continue;
         }
         if open == Some(message.role) {
@@ -483,7 +489,13 @@ fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error>
             });
             open = Some(message.role);
         }
-        write_block_list(&message.blocks, &crate::error::Path::index("messages", i), out)?;
+        let path = crate::error::Path::index("messages", i);
+        for (j, block) in blocks.enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_block(block, &path, out)?;
+        }
     }
     if open.is_some() {
         out.extend_from_slice(b"]}");
