@@ -10,6 +10,9 @@
 //!   requires with thinking on.
 //! - JSON mode and JSON schemas become a forced tool named `json_response`
 //!   whose input is the answer; the response side turns it back into text.
+//!   The other way, an Anthropic client's native structured output
+//!   (`output_config.format`, a JSON schema) is read as the same request,
+//!   so other providers get their own JSON mode (case 28).
 //! - Tool-call arguments that are not a JSON object are refused with a 400
 //!   naming the message: Anthropic needs an object and guessing one would
 //!   change the conversation.
@@ -58,6 +61,23 @@ struct Wire<'a> {
     thinking: Option<ThinkingConfigWire<'a>>,
     #[serde(borrow, default)]
     cache_control: Option<Raw<'a>>,
+    #[serde(borrow, default)]
+    output_config: Option<OutputConfigWire<'a>>,
+}
+
+/// `output_config`: only `format` is read; `effort` is not translated.
+#[derive(Deserialize)]
+struct OutputConfigWire<'a> {
+    #[serde(borrow, default)]
+    format: Option<OutputFormatWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OutputFormatWire<'a> {
+    #[serde(borrow, rename = "type")]
+    type_: Cow<'a, str>,
+    #[serde(borrow, default)]
+    schema: Option<Raw<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +210,9 @@ fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Err
         request.system = parse_system(system)?;
     }
     request.tools = parse_tools(wire.tools.unwrap_or_default())?;
+    if let Some(format) = wire.output_config.and_then(|c| c.format) {
+        request.response_format = parse_output_format(format)?;
+    }
     if let Some(choice) = wire.tool_choice {
         request.parallel_tool_calls = choice.disable_parallel_tool_use.map(|d| !d);
         request.tool_choice = Some(match (&*choice.type_, choice.name) {
@@ -237,6 +260,18 @@ fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Err
         }
     }
     Ok(request)
+}
+
+/// Native structured output, `{"type":"json_schema","schema":{...}}`: the
+/// same request as OpenAI's `response_format` with a schema.
+fn parse_output_format(format: OutputFormatWire<'_>) -> Result<ResponseFormat<'_>, Error> {
+    match (&*format.type_, format.schema.filter(Raw::is_object)) {
+        ("json_schema", Some(schema)) => Ok(ResponseFormat::JsonSchema { name: None, schema, strict: None }),
+        _ => Err(Error::invalid(
+            "output_config.format",
+            "output_config.format: type must be json_schema, with a schema object",
+        )),
+    }
 }
 
 fn parse_system(system: Raw<'_>) -> Result<Vec<Block<'_>>, Error> {
