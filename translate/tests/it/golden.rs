@@ -28,6 +28,8 @@
 //!
 //! Leading lines starting with `#` are options: `# json_tool`,
 //! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`,
+//! `# no_stream_usage` (an OpenAI-dialect provider without
+//! `stream_options`, like Azure's dated API versions),
 //! `# thinking_level` (Gemini 3's `thinkingLevel` instead of a budget).
 //! `# model=ID` (the provider's model; Bedrock requests start with their
 //! path), `# error_type=VALUE` (Bedrock's `x-amzn-errortype` header).
@@ -226,7 +228,7 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
     let target = match to {
         Dialect::OpenAi => Target::OpenAi(translate::openai::request::Flavor {
             max_completion_tokens: !has(options, "max_tokens_field"),
-            stream_usage: true,
+            stream_usage: !has(options, "no_stream_usage"),
         }),
         Dialect::Anthropic => Target::Anthropic(translate::anthropic::request::Options {
             max_tokens_default: option_u64(options, "max_tokens_default").unwrap_or(4096),
