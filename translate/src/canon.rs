@@ -101,6 +101,20 @@ pub enum Block<'a> {
     },
 }
 
+impl Block<'_> {
+    /// Whether the block may go back to a provider that checks reasoning
+    /// signatures (Anthropic, and Claude on Bedrock). Reasoning without a
+    /// signature (another provider's, or OpenAI's `reasoning_content`) is
+    /// refused there, while leaving earlier reasoning out is allowed, so it
+    /// is left out.
+    pub(crate) fn is_replayable(&self) -> bool {
+        match self {
+            Block::Thinking { signature, .. } => signature.as_ref().is_some_and(|s| !s.is_blank_string()),
+            _ => true,
+        }
+    }
+}
+
 /// Where an image or document comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source<'a> {

@@ -10,9 +10,16 @@
 //!   requires with thinking on.
 //! - JSON mode and JSON schemas become a forced tool named `json_response`
 //!   whose input is the answer; the response side turns it back into text.
+//!   The other way, an Anthropic client's native structured output
+//!   (`output_config.format`, a JSON schema) is read as the same request,
+//!   so other providers get their own JSON mode (case 28).
 //! - Tool-call arguments that are not a JSON object are refused with a 400
 //!   naming the message: Anthropic needs an object and guessing one would
 //!   change the conversation.
+//! - Reasoning without a signature (OpenAI's `reasoning_content`, or
+//!   another provider's thinking) is not sent back: Anthropic refuses
+//!   thinking blocks whose signature it cannot check, and allows earlier
+//!   reasoning to be left out (case 26).
 
 use std::borrow::Cow;
 
@@ -54,6 +61,23 @@ struct Wire<'a> {
     thinking: Option<ThinkingConfigWire<'a>>,
     #[serde(borrow, default)]
     cache_control: Option<Raw<'a>>,
+    #[serde(borrow, default)]
+    output_config: Option<OutputConfigWire<'a>>,
+}
+
+/// `output_config`: only `format` is read; `effort` is not translated.
+#[derive(Deserialize)]
+struct OutputConfigWire<'a> {
+    #[serde(borrow, default)]
+    format: Option<OutputFormatWire<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OutputFormatWire<'a> {
+    #[serde(borrow, rename = "type")]
+    type_: Cow<'a, str>,
+    #[serde(borrow, default)]
+    schema: Option<Raw<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +210,9 @@ fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Err
         request.system = parse_system(system)?;
     }
     request.tools = parse_tools(wire.tools.unwrap_or_default())?;
+    if let Some(format) = wire.output_config.and_then(|c| c.format) {
+        request.response_format = parse_output_format(format)?;
+    }
     if let Some(choice) = wire.tool_choice {
         request.parallel_tool_calls = choice.disable_parallel_tool_use.map(|d| !d);
         request.tool_choice = Some(match (&*choice.type_, choice.name) {
@@ -233,6 +260,18 @@ fn parse_with(body: &[u8], max_tokens_required: bool) -> Result<Request<'_>, Err
         }
     }
     Ok(request)
+}
+
+/// Native structured output, `{"type":"json_schema","schema":{...}}`: the
+/// same request as OpenAI's `response_format` with a schema.
+fn parse_output_format(format: OutputFormatWire<'_>) -> Result<ResponseFormat<'_>, Error> {
+    match (&*format.type_, format.schema.filter(Raw::is_object)) {
+        ("json_schema", Some(schema)) => Ok(ResponseFormat::JsonSchema { name: None, schema, strict: None }),
+        _ => Err(Error::invalid(
+            "output_config.format",
+            "output_config.format: type must be json_schema, with a schema object",
+        )),
+    }
 }
 
 fn parse_system(system: Raw<'_>) -> Result<Vec<Block<'_>>, Error> {
@@ -465,10 +504,12 @@ fn write_sampling(request: &Request<'_>, thinking: Option<u64>, out: &mut Vec<u8
 }
 
 /// Turns, with empty ones left out and same-role neighbours merged.
+/// Unsigned reasoning is left out ([`Block::is_replayable`]).
 fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
     let mut open: Option<Role> = None;
     for (i, message) in request.messages.iter().enumerate() {
-        if message.blocks.is_empty() {
+        let mut blocks = message.blocks.iter().filter(|b| b.is_replayable()).peekable();
+        if blocks.peek().is_none() {
             continue;
         }
         if open == Some(message.role) {
@@ -483,7 +524,13 @@ fn write_messages(request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error>
             });
             open = Some(message.role);
         }
-        write_block_list(&message.blocks, &crate::error::Path::index("messages", i), out)?;
+        let path = crate::error::Path::index("messages", i);
+        for (j, block) in blocks.enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            write_block(block, &path, out)?;
+        }
     }
     if open.is_some() {
         out.extend_from_slice(b"]}");

@@ -188,6 +188,24 @@ pub fn write(response: &Response<'_>, cx: Context<'_>, out: &mut Vec<u8>) -> Res
             out.push(b',');
         }
         saw_tool |= matches!(block, Block::ToolCall { .. });
+        let fallback;
+        let block = match block {
+            Block::ToolCall { id, name, arguments: Arguments::Encoded(encoded), signature }
+                if crate::raw::arguments_object(encoded) == crate::raw::Arguments::NotAnObject =>
+            {
+                // The model wrote arguments that are not a JSON object;
+                // Anthropic's `input` must be one, and failing the whole
+                // answer would lose it (`anthropic.md` §8: fallback `{}`).
+                fallback = Block::ToolCall {
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: Arguments::Object(Raw::from_json("{}")),
+                    signature: signature.clone(),
+                };
+                &fallback
+            }
+            other => other,
+        };
         super::request::write_block(block, &"choices[0].message", out)?;
     }
     if let Some(refusal) = &response.refusal {

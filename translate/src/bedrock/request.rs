@@ -48,6 +48,9 @@
 //!   (as Claude requires), each group in the client's order.
 //! - A conversation ending with an assistant turn (prefill) is sent as it
 //!   is: Claude models continue it; what other models do is theirs.
+//! - Reasoning without a signature is not sent back, as for Anthropic:
+//!   Claude refuses reasoning it cannot check, and earlier reasoning may be
+//!   left out (case 26).
 
 use std::borrow::Cow;
 
@@ -202,10 +205,11 @@ struct BlockWriter {
 
 impl BlockWriter {
     /// Turns, with empty ones left out and same-role neighbours merged.
+    /// Unsigned reasoning is left out ([`Block::is_replayable`]).
     fn messages(&mut self, request: &Request<'_>, out: &mut Vec<u8>) -> Result<(), Error> {
         let mut open: Option<Role> = None;
         for (i, message) in request.messages.iter().enumerate() {
-            if message.blocks.is_empty() {
+            if !message.blocks.iter().any(Block::is_replayable) {
                 continue;
             }
             if open == Some(message.role) {
@@ -223,7 +227,8 @@ impl BlockWriter {
             let path = format!("messages[{i}]");
             let is_result = |b: &&Block<'_>| matches!(b, Block::ToolResult { .. });
             let results = message.blocks.iter().filter(is_result);
-            let ordered = results.chain(message.blocks.iter().filter(|b| !is_result(b)));
+            let rest = message.blocks.iter().filter(|b| !is_result(b) && b.is_replayable());
+            let ordered = results.chain(rest);
             for (j, block) in ordered.enumerate() {
                 if j > 0 {
                     out.push(b',');

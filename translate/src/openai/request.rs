@@ -4,12 +4,15 @@
 //! canonical form as it goes; every piece of content is kept as a [`Raw`]
 //! slice of the body. Writing copies those slices into the new body. The
 //! canonical form hoists system messages and folds `tool` messages into user
-//! turns; writing undoes both.
+//! turns; writing undoes both. Images and documents inside tool results
+//! (Anthropic allows them, OpenAI's `tool` messages hold text only) open the
+//! user message after the `tool` messages.
 //!
 //! What is refused and what is let through follows what OpenAI accepts:
 //! unknown keys are skipped (checked as JSON, never read), `null` stands for
-//! an absent optional field, and a known key given twice is refused, since
-//! a provider might read the other copy.
+//! an absent optional field, and a known key given twice at the top level or
+//! in a message is refused, since a reader downstream might take the other
+//! copy.
 
 use std::borrow::Cow;
 
@@ -864,8 +867,16 @@ fn write_message(message: &Message<'_>, first: &mut bool, out: &mut Vec<u8>) -> 
                     out.push(b'}');
                 }
             }
+            // Images and documents of tool results have no place in a
+            // `tool` message: they open the user message that follows
+            // (`anthropic.md` §9).
+            let carried = message.blocks.iter().flat_map(|b| match b {
+                Block::ToolResult { content: ToolContent::Blocks(blocks), .. } => blocks.as_slice(),
+                _ => &[],
+            });
+            let media = carried.filter(|b| matches!(b, Block::Image { .. } | Block::Document { .. }));
             let rest: Vec<&Block<'_>> =
-                message.blocks.iter().filter(|b| !matches!(b, Block::ToolResult { .. })).collect();
+                media.chain(message.blocks.iter().filter(|b| !matches!(b, Block::ToolResult { .. }))).collect();
             if !rest.is_empty() {
                 comma(first, out);
                 out.extend_from_slice(b"{\"role\":\"user\",\"content\":");

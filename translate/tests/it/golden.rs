@@ -28,6 +28,8 @@
 //!
 //! Leading lines starting with `#` are options: `# json_tool`,
 //! `# include_usage`, `# max_tokens_default=N`, `# max_tokens_field`,
+//! `# no_stream_usage` (an OpenAI-dialect provider without
+//! `stream_options`, like Azure's dated API versions),
 //! `# thinking_level` (Gemini 3's `thinkingLevel` instead of a budget).
 //! `# model=ID` (the provider's model; Bedrock requests start with their
 //! path), `# error_type=VALUE` (Bedrock's `x-amzn-errortype` header).
@@ -80,6 +82,42 @@ fn golden_files() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// `test_data/COVERAGE.md` is documentation that must not rot: each
+/// numbered input (case 1 or more) is named in a row of its directory, and
+/// each file a row names exists there.
+#[test]
+fn every_numbered_golden_file_is_in_the_coverage_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data");
+    let table = std::fs::read_to_string(root.join("COVERAGE.md")).unwrap();
+    let mut problems = Vec::new();
+    for dir in sorted(&root) {
+        if pair(&dir).is_none() {
+            continue;
+        }
+        let dir_name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let row_start = format!("| `{dir_name}` ");
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with(&row_start)).collect();
+        let names: Vec<String> =
+            sorted(&dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        for name in names.iter().filter(|n| !n.ends_with(".expected")) {
+            let case: u32 = name.get(..2).and_then(|d| d.parse().ok()).unwrap_or(0);
+            let quoted = format!("`{name}`");
+            if case >= 1 && !rows.iter().any(|r| r.contains(&quoted)) {
+                problems.push(format!("{dir_name}/{name} is in no row of COVERAGE.md"));
+            }
+        }
+        for row in &rows {
+            for named in row.split('`').skip(1).step_by(2) {
+                let is_file = named.ends_with(".json") || named.ends_with(".sse");
+                if is_file && !named.contains('/') && !names.iter().any(|n| n == named) {
+                    problems.push(format!("COVERAGE.md names {dir_name}/{named}, which does not exist"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 fn sorted(dir: &Path) -> Vec<PathBuf> {
@@ -226,7 +264,7 @@ fn request(from: Dialect, to: Dialect, options: &[String], body: &str) -> String
     let target = match to {
         Dialect::OpenAi => Target::OpenAi(translate::openai::request::Flavor {
             max_completion_tokens: !has(options, "max_tokens_field"),
-            stream_usage: true,
+            stream_usage: !has(options, "no_stream_usage"),
         }),
         Dialect::Anthropic => Target::Anthropic(translate::anthropic::request::Options {
             max_tokens_default: option_u64(options, "max_tokens_default").unwrap_or(4096),
