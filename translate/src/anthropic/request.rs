@@ -369,12 +369,15 @@ fn block<'a>(w: BlockWire<'a>, path: &str) -> Result<Option<Block<'a>>, Error> {
                 Block::Document { source, cache_control: w.cache_control }
             }
         }
-        "tool_use" => Block::ToolCall {
-            id: w.id.filter(Raw::is_string).ok_or_else(|| need("id"))?,
-            name: w.name.filter(Raw::is_string).ok_or_else(|| need("name"))?,
-            arguments: Arguments::Object(w.input.filter(Raw::is_object).ok_or_else(|| need("input"))?),
-            signature: None,
-        },
+        "tool_use" => {
+            let id = w.id.filter(Raw::is_string).ok_or_else(|| need("id"))?;
+            Block::ToolCall {
+                signature: super::signature_from_id(&id),
+                id,
+                name: w.name.filter(Raw::is_string).ok_or_else(|| need("name"))?,
+                arguments: Arguments::Object(w.input.filter(Raw::is_object).ok_or_else(|| need("input"))?),
+            }
+        }
         "tool_result" => {
             let content = match w.content {
                 None => ToolContent::Text(Raw::default()),

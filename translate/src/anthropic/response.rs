@@ -206,6 +206,22 @@ pub fn write(response: &Response<'_>, cx: Context<'_>, out: &mut Vec<u8>) -> Res
             }
             other => other,
         };
+        // A Gemini thought signature rides in the call's id (see
+        // `SIGNATURE_IN_ID`).
+        let carried;
+        let block = match block {
+            Block::ToolCall { id, name, arguments, signature: Some(signature) } => {
+                match super::id_with_signature(id, signature) {
+                    Some(id) => {
+                        carried =
+                            Block::ToolCall { id, name: name.clone(), arguments: arguments.clone(), signature: None };
+                        &carried
+                    }
+                    None => block,
+                }
+            }
+            other => other,
+        };
         super::request::write_block(block, &"choices[0].message", out)?;
     }
     if let Some(refusal) = &response.refusal {

@@ -381,7 +381,10 @@ impl Encoder {
                 );
                 self.close_block(out);
             }
-            Event::ToolStart { index, id, name, .. } => self.tool_start(*index, id, name, out),
+            Event::ToolStart { index, id, name, signature } => {
+                let carried = signature.as_ref().and_then(|s| super::id_with_signature(id, s));
+                self.tool_start(*index, carried.as_ref().unwrap_or(id), name, out);
+            }
             Event::ToolArguments { index, fragment } => self.tool_arguments(*index, fragment, out),
             Event::Finish { reason, stop_sequence } => {
                 self.finish = Some((*reason, stop_sequence.as_ref().map(|s| s.json().as_bytes().to_vec())));

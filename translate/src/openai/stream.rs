@@ -323,6 +323,8 @@ impl Encoder {
     }
 
     /// The provider is done: the usage chunk when asked for, then `[DONE]`.
+    /// A provider that reported no usage (a Bedrock stream cut before its
+    /// `metadata`) gives `"usage":null`, not a count of zero.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if self.failed {
             return;
@@ -336,7 +338,10 @@ impl Encoder {
         if self.cx.include_usage {
             out.extend_from_slice(&self.prefix);
             out.extend_from_slice(b"],\"usage\":");
-            super::response::write_usage(&self.usage.unwrap_or_default(), out);
+            match &self.usage {
+                Some(usage) => super::response::write_usage(usage, out),
+                None => out.extend_from_slice(b"null"),
+            }
             out.extend_from_slice(b"}\n\n");
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
