@@ -622,10 +622,22 @@ fn add_message<'a>(request: &mut Request<'a>, i: usize, message: MessageFields<'
         }
         "assistant" => {
             let mut blocks = Vec::new();
-            if let Some(thinking) = message.thinking_blocks {
-                blocks.extend(thinking);
-            } else if let Some(text) = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string()) {
-                blocks.push(Block::Thinking { text, signature: None });
+            let reasoning = message.reasoning_content.filter(|r| r.is_string() && !r.is_blank_string());
+            match (message.thinking_blocks, reasoning) {
+                // A streamed answer reassembled: the text came as
+                // `reasoning_content` deltas, the signature as a block
+                // with empty text.
+                (Some(thinking), Some(text)) if matches!(thinking.as_slice(), [Block::Thinking { text: t, .. }] if t.is_blank_string()) =>
+                {
+                    let signature = match thinking.into_iter().next() {
+                        Some(Block::Thinking { signature, .. }) => signature,
+                        _ => None,
+                    };
+                    blocks.push(Block::Thinking { text, signature });
+                }
+                (Some(thinking), _) => blocks.extend(thinking),
+                (None, Some(text)) => blocks.push(Block::Thinking { text, signature: None }),
+                (None, None) => {}
             }
             if let Some(content) = message.content {
                 if blocks.is_empty() && message.tool_calls.is_empty() {

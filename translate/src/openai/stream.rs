@@ -266,7 +266,23 @@ impl Encoder {
             Event::Start { usage, .. } => self.usage = usage.or(self.usage),
             Event::Text(text) => self.chunk(out, b"{\"content\":", &[text.json().as_bytes(), b"}"], None),
             Event::Thinking(text) => self.chunk(out, b"{\"reasoning_content\":", &[text.json().as_bytes(), b"}"], None),
-            Event::ThinkingSignature(_) | Event::RedactedThinking(_) => {}
+            // A streaming client cannot otherwise send signed reasoning back
+            // (Anthropic and Bedrock require it when tool results follow
+            // thinking): the signature closes the shown reasoning as a
+            // `thinking_blocks` entry, which the request parser joins with
+            // the accumulated `reasoning_content` on the replay.
+            Event::ThinkingSignature(signature) => self.chunk(
+                out,
+                b"{\"thinking_blocks\":[{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":",
+                &[signature.json().as_bytes(), b"}]}"],
+                None,
+            ),
+            Event::RedactedThinking(data) => self.chunk(
+                out,
+                b"{\"thinking_blocks\":[{\"type\":\"redacted_thinking\",\"data\":",
+                &[data.json().as_bytes(), b"}]}"],
+                None,
+            ),
             Event::ToolStart { index, id, name, signature } => {
                 self.saw_tool = true;
                 let mut n = itoa::Buffer::new();
