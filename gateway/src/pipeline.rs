@@ -472,8 +472,8 @@ async fn mock_translated(
     Ok(())
 }
 
-/// `POST /v1/messages/count_tokens`: passed to an Anthropic deployment; the
-/// other kinds have no such endpoint.
+/// `POST /v1/messages/count_tokens`: passed to an Anthropic deployment,
+/// translated for Gemini and Bedrock; the other kinds have no such endpoint.
 async fn count_tokens(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
@@ -490,20 +490,24 @@ async fn count_tokens(
             pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, operation, responder, scratch)
                 .await
         }
-        ProviderKind::Gemini { endpoint, .. } => {
-            gemini_count_tokens(shard, snapshot, request, &resolved, endpoint, responder, scratch).await
+        ProviderKind::Gemini { endpoint, .. } | ProviderKind::Bedrock { endpoint, .. } => {
+            translated_count_tokens(shard, snapshot, request, &resolved, endpoint, responder, scratch).await
         }
         _ => Err(GatewayError::BadRequest(format!(
-            "count_tokens is available for Anthropic and Gemini providers; `{}` is served by `{}`",
+            "count_tokens is available for Anthropic, Gemini and Bedrock providers; `{}` is served by `{}`",
             peek.model, resolved.deployment.name
         ))),
     }
 }
 
-/// `count_tokens` for a Gemini deployment: the Messages body translated and
-/// wrapped for Gemini's `countTokens`, its `totalTokens` answered as
+/// Reads the count out of a provider's token-count answer.
+type CountReader = fn(&[u8]) -> Option<u64>;
+
+/// `count_tokens` for a Gemini or Bedrock deployment: the Messages body
+/// translated and wrapped for Gemini's `countTokens` or Bedrock's
+/// `CountTokens`, their `totalTokens` or `inputTokens` answered as
 /// Anthropic's `input_tokens`.
-async fn gemini_count_tokens(
+async fn translated_count_tokens(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
@@ -514,23 +518,31 @@ async fn gemini_count_tokens(
 ) -> Result<(), GatewayError> {
     let canon = translate::anthropic::request::parse_count_tokens(request.body).map_err(GatewayError::Translate)?;
     let model = resolved.upstream_model;
-    let translate::Target::Gemini(options) = target_of(&resolved.deployment.kind, model) else {
-        return Err(GatewayError::Internal("a Gemini deployment without Gemini options".into()));
-    };
     scratch.body.clear();
-    translate::gemini::write_count_tokens(&canon, options, model, &mut scratch.body)
-        .map_err(GatewayError::Translate)?;
+    let (wire, tokens): (Wire, CountReader) = match target_of(&resolved.deployment.kind, model) {
+        translate::Target::Gemini(options) => {
+            translate::gemini::write_count_tokens(&canon, options, model, &mut scratch.body)
+                .map_err(GatewayError::Translate)?;
+            (Wire::Gemini, translate::gemini::total_tokens)
+        }
+        translate::Target::Bedrock(options) => {
+            translate::bedrock::request::write_count_tokens(&canon, options, &mut scratch.body)
+                .map_err(GatewayError::Translate)?;
+            (Wire::Bedrock, translate::bedrock::input_tokens)
+        }
+        _ => return Err(GatewayError::Internal("count_tokens translated for a kind without it".into())),
+    };
     drop(canon);
     let call = Call { deployment: resolved.deployment, endpoint, operation: Operation::CountTokens, model };
     build_request(&mut scratch.request, call, request, false, &scratch.body);
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
+        return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
     }
     read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
-    let tokens = translate::gemini::total_tokens(&scratch.body).ok_or_else(|| {
-        GatewayError::Translate(translate::error::Error::Provider("countTokens answered without totalTokens".into()))
+    let tokens = tokens(&scratch.body).ok_or_else(|| {
+        GatewayError::Translate(translate::error::Error::Provider("the token count answer holds no count".into()))
     })?;
     let mut out = Vec::with_capacity(32);
     out.extend_from_slice(b"{\"input_tokens\":");
@@ -707,6 +719,9 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
         }
         ProviderKind::Gemini { .. } if operation == Operation::CountTokens => {
             out.extend_from_slice(translate::gemini::count_tokens_path(model).as_bytes());
+        }
+        ProviderKind::Bedrock { .. } if operation == Operation::CountTokens => {
+            out.extend_from_slice(translate::bedrock::count_tokens_path(model).as_bytes());
         }
         ProviderKind::Bedrock { .. } if operation == Operation::Embeddings => {
             out.extend_from_slice(translate::bedrock::model_path(model, "invoke").as_bytes());

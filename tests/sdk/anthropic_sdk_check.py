@@ -132,6 +132,14 @@ def provider_errors_in_anthropic_shape():
             model=model, max_tokens=8, messages=[{"role": "user", "content": "[mock:status=429]"}]))
 
 
+def count_tokens_where_the_provider_counts():
+    for model in ["claude-mock", "gemini-mock", "bedrock-mock"]:
+        counted = client().messages.count_tokens(model=model, system="Be brief.", messages=MESSAGES)
+        check(counted.input_tokens > 0, f"{model}: {counted!r}")
+    expect_error(anthropic.BadRequestError, 400, lambda: client().messages.count_tokens(
+        model="bench-chat", messages=MESSAGES))
+
+
 CHECKS = [
     messages_non_stream,
     messages_stream,
@@ -143,6 +151,7 @@ CHECKS = [
     upstream_failure_is_an_api_status_error,
     tool_use_stream_from_every_provider,
     provider_errors_in_anthropic_shape,
+    count_tokens_where_the_provider_counts,
 ]
 
 

@@ -20,11 +20,22 @@ pub fn path(model_id: &str, stream: bool) -> String {
     model_path(model_id, if stream { "converse-stream" } else { "converse" })
 }
 
+/// The path of CountTokens for a model.
+pub fn count_tokens_path(model_id: &str) -> String {
+    model_path(model_id, "count-tokens")
+}
+
+/// The `inputTokens` of a CountTokens answer.
+pub fn input_tokens(body: &[u8]) -> Option<u64> {
+    let value: sonic_rs::Value = crate::wire::from_slice(body).ok()?;
+    sonic_rs::JsonValueTrait::as_u64(sonic_rs::JsonValueTrait::get(&value, "inputTokens")?)
+}
+
 /// `/model/{model id}/{operation}`, the model id percent-encoded: every byte
 /// but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`), so `:` is
 /// `%3A` and the `/` of an ARN is `%2F`, as botocore encodes a path label.
-/// `operation` is `converse`, `converse-stream`, `invoke` or
-/// `invoke-with-response-stream`.
+/// `operation` is `converse`, `converse-stream`, `count-tokens`, `invoke`
+/// or `invoke-with-response-stream`.
 ///
 /// An id of only dots is encoded whole (`%2E`): raw, `.` or `..` would be a
 /// dot segment that SigV4's path normalisation removes. The signature is
@@ -72,6 +83,9 @@ mod tests {
         assert_eq!(model_path("a b+c%d~e_f", "invoke"), "/model/a%20b%2Bc%25d~e_f/invoke");
         assert_eq!(model_path("é", "invoke"), "/model/%C3%A9/invoke");
         assert_eq!(model_path("..", "invoke"), "/model/%2E%2E/invoke");
+        assert_eq!(count_tokens_path("m:0"), "/model/m%3A0/count-tokens");
+        assert_eq!(input_tokens(b"{\"inputTokens\":42}"), Some(42));
+        assert_eq!(input_tokens(b"{\"totalTokens\":42}"), None);
         assert_eq!(model_path("a..b", "invoke"), "/model/a..b/invoke");
     }
 }

@@ -2,8 +2,8 @@
 //! providers/bedrock.md.
 //!
 //! Routes: `POST /model/{modelId}/converse` (JSON), `.../converse-stream`
-//! (binary `application/vnd.amazon.eventstream` frames, see `eventstream`)
-//! and `.../invoke` for Titan (`amazon.titan-embed-*`) and Cohere
+//! (binary `application/vnd.amazon.eventstream` frames, see `eventstream`),
+//! `.../count-tokens` and `.../invoke` for Titan (`amazon.titan-embed-*`) and Cohere
 //! (`cohere.embed-*`) embeddings. Every request needs an `Authorization`
 //! header that is either SigV4-shaped (`AWS4-HMAC-SHA256` with `Credential=`,
 //! `SignedHeaders=`, `Signature=`, plus `x-amz-date`) or `Bearer <key>`; the
@@ -39,6 +39,7 @@ const EMBEDDING_DIMS_MAX: usize = 4096;
 enum Operation {
     Converse,
     ConverseStream,
+    CountTokens,
     Invoke,
 }
 
@@ -56,6 +57,9 @@ pub fn route(call: Call<'_>) -> Reply {
             let stream = operation == Operation::ConverseStream;
             routes::model_call(call, auth(head), texts, |v, answer| converse(v, &answer, stream))
         }
+        Operation::CountTokens => {
+            routes::model_call(call, auth(head), count_texts, |v, answer| count_tokens(v, &answer))
+        }
         Operation::Invoke => routes::model_call(call, auth(head), invoke_texts, |v, answer| invoke(v, model, &answer)),
     }
 }
@@ -65,6 +69,7 @@ fn parse_path(path: &str) -> Option<(&str, Operation)> {
     let operation = match operation {
         "converse" => Operation::Converse,
         "converse-stream" => Operation::ConverseStream,
+        "count-tokens" => Operation::CountTokens,
         "invoke" => Operation::Invoke,
         _ => return None,
     };
@@ -98,6 +103,26 @@ fn auth(head: &Head) -> Result<(), (u16, String)> {
 
 fn texts(v: &Value) -> Vec<&str> {
     routes::last_user_texts(v, "messages", "content")
+}
+
+fn count_texts(v: &Value) -> Vec<&str> {
+    v.get("input").and_then(|i| i.get("converse")).map_or_else(Vec::new, texts)
+}
+
+/// CountTokens: `{"input":{"converse":{...}}}` with messages, as Bedrock
+/// requires; the count is the canned input count.
+fn count_tokens(v: &Value, answer: &Answer) -> Reply {
+    let Some(converse) = v.get("input").and_then(|i| i.get("converse")) else {
+        return Reply::Json(error_reply(
+            400,
+            "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must not be null",
+        ));
+    };
+    if converse.get("messages").and_then(|m| m.as_array()).is_none_or(|m| m.is_empty()) {
+        return Reply::Json(error_reply(400, "The messages field is required."));
+    }
+    let body = format!(r#"{{"inputTokens":{}}}"#, canned::INPUT_TOKENS);
+    Reply::Json(routes::json_reply(200, body.into_bytes(), answer.delay))
 }
 
 fn invoke_texts(v: &Value) -> Vec<&str> {
@@ -332,6 +357,7 @@ mod tests {
             Some(Operation::Converse)
         );
         assert_eq!(parse_path("/model/m/converse-stream"), Some(("m", Operation::ConverseStream)));
+        assert_eq!(parse_path("/model/m/count-tokens"), Some(("m", Operation::CountTokens)));
         assert_eq!(
             parse_path("/model/amazon.titan-embed-text-v2:0/invoke"),
             Some(("amazon.titan-embed-text-v2:0", Operation::Invoke))

@@ -316,3 +316,45 @@ fn count_tokens_reaches_gemini_as_count_tokens() {
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["type"].as_str(), Some("error"));
 }
+
+#[test]
+fn count_tokens_reaches_bedrock_as_count_tokens() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", r#"{"inputTokens":17}"#)));
+    let gw = Gateway::start(&config(&format!(
+        "[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{}\"\nregion = \"eu-west-3\"\naws_access_key_id = \"AKIDEXAMPLE\"\naws_secret_access_key = \"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY\"\nmodels = [\"{MODEL_ID}\"]",
+        up.addr
+    )));
+    let body = format!(
+        r#"{{"model":"{MODEL_ID}","system":"Be brief.","max_tokens":50,"messages":[{{"role":"user","content":"How many tokens?"}}]}}"#
+    );
+    let r = gw.client().send("POST", "/v1/messages/count_tokens", &[], body.as_bytes());
+    assert_eq!((r.status, r.text()), (200, r#"{"input_tokens":17}"#.to_owned()));
+    let seen = up.last();
+    assert_eq!(
+        seen.request_line(),
+        "POST /model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/count-tokens HTTP/1.1",
+        "{MODEL_ID}"
+    );
+    assert!(seen.header("authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")));
+    let sent: sonic_rs::Value = sonic_rs::from_slice(&seen.body).unwrap();
+    let converse = &sent["input"]["converse"];
+    assert_eq!(converse["system"][0]["text"].as_str(), Some("Be brief."));
+    assert_eq!(converse["messages"][0]["content"][0]["text"].as_str(), Some("How many tokens?"));
+    assert!(converse.get("inferenceConfig").is_none(), "{}", String::from_utf8_lossy(&seen.body));
+    // A Bedrock error comes back in Anthropic's shape.
+    let up = Scripted::start(|_| {
+        Action::Reply(json_reply(
+            400,
+            "x-amzn-errortype: ValidationException:http://internal.amazon.com/coral/com.amazonaws.bedrock/\r\n",
+            r#"{"message":"The provided model doesn't support counting tokens."}"#,
+        ))
+    });
+    let gw = Gateway::start(&config(&format!(
+        "[providers.aws]\nkind = \"bedrock\"\nbase_url = \"http://{}\"\nregion = \"us-east-1\"\napi_key = \"k\"\nmodels = [\"{MODEL_ID}\"]",
+        up.addr
+    )));
+    let r = gw.client().send("POST", "/v1/messages/count_tokens", &[], body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["type"].as_str(), Some("error"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("counting tokens"), "{}", r.text());
+}

@@ -89,6 +89,32 @@ const DOCUMENT_FORMATS: [(&str, &str); 9] = [
 
 /// Writes a canonical request as a Converse body.
 pub fn write(request: &Request<'_>, options: Options, out: &mut Vec<u8>) -> Result<Written, Error> {
+    write_converse(request, options, Purpose::Answer, out)
+}
+
+/// Writes a CountTokens body (`{"input":{"converse":{...}}}`) that counts
+/// what [`write`] would send. Bedrock's `ConverseTokensRequest` takes the
+/// messages, system prompt, tools and additional model fields, not the
+/// inference or output configuration.
+pub fn write_count_tokens(request: &Request<'_>, options: Options, out: &mut Vec<u8>) -> Result<(), Error> {
+    out.extend_from_slice(b"{\"input\":{\"converse\":");
+    write_converse(request, options, Purpose::CountTokens, out)?;
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Answer,
+    CountTokens,
+}
+
+fn write_converse(
+    request: &Request<'_>,
+    options: Options,
+    purpose: Purpose,
+    out: &mut Vec<u8>,
+) -> Result<Written, Error> {
     let budget = match request.reasoning {
         Some(Reasoning::Effort(e)) => Some(e.budget_tokens()),
         Some(Reasoning::BudgetTokens(b)) => Some(b),
@@ -112,10 +138,14 @@ pub fn write(request: &Request<'_>, options: Options, out: &mut Vec<u8>) -> Resu
         }
         out.push(b']');
     }
-    object(out, "inferenceConfig", |out| write_inference(request, options, budget, thinking, out));
+    if purpose == Purpose::Answer {
+        object(out, "inferenceConfig", |out| write_inference(request, options, budget, thinking, out));
+    }
     write_tool_config(request, out);
     object(out, "additionalModelRequestFields", |out| write_additional(request, budget, thinking, out));
-    write_output_config(&request.response_format, out);
+    if purpose == Purpose::Answer {
+        write_output_config(&request.response_format, out);
+    }
     out.push(b'}');
     Ok(Written::default())
 }
@@ -501,4 +531,22 @@ fn tool_history<'r>(request: &'r Request<'r>) -> ToolHistory<'r> {
         }
     }
     history
+}
+
+#[cfg(test)]
+mod count_tokens_tests {
+    use super::{Options, write_count_tokens};
+
+    #[test]
+    fn count_tokens_wraps_the_converse_body_without_inference_settings() {
+        let body = br#"{"model":"m","system":"Be brief.","messages":[{"role":"user","content":"Hi"}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"max_tokens":99,"temperature":0.5}"#;
+        let request = crate::anthropic::request::parse_count_tokens(body).unwrap();
+        let mut out = Vec::new();
+        write_count_tokens(&request, Options { max_tokens_default: Some(4096) }, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            r#"{"input":{"converse":{"messages":[{"role":"user","content":[{"text":"Hi"}]}],"system":[{"text":"Be brief."}],"toolConfig":{"tools":[{"toolSpec":{"name":"f","inputSchema":{"json":{"type":"object"}}}}]}}}}"#
+        );
+    }
 }
