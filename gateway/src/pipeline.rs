@@ -35,6 +35,8 @@ pub struct Request<'a> {
     /// The buffer the head's ranges point into.
     pub buf: &'a [u8],
     pub body: &'a [u8],
+    /// The dialect of the path it came in by: see [`front_door`].
+    pub front: Dialect,
 }
 
 impl Request<'_> {

@@ -183,3 +183,17 @@ fn a_panic_in_one_request_answers_500_and_the_shard_lives_on() {
     assert_eq!(gw.post("/v1/chat/completions", &chat_body("mock-chat", false)).status, 200);
     assert_eq!(gw.wait_metric("panics", 1), 1);
 }
+
+#[test]
+fn a_panic_outside_the_pipeline_closes_only_its_connection() {
+    let config = "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.mock]\nkind = \"mock\"\nmodels = [\"mock-chat\"]";
+    let gw = Gateway::start(config);
+    let mut keep = gw.client();
+    assert_eq!(keep.send("GET", "/health", &[], b"").status, 200);
+    let mut c = gw.client();
+    c.write_raw(b"GET /health HTTP/1.1\r\nx-corelay-fault: panic-outside-pipeline\r\n\r\n");
+    assert!(c.is_closed(), "the connection is closed without an answer");
+    assert_eq!(keep.send("GET", "/health", &[], b"").status, 200, "other connections of the shard live on");
+    assert_eq!(gw.post("/v1/chat/completions", &chat_body("mock-chat", false)).status, 200);
+    assert_eq!(gw.wait_metric("panics", 1), 1);
+}

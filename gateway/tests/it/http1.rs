@@ -5,6 +5,8 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use sonic_rs::JsonValueTrait;
+
 use crate::support::*;
 
 #[test]
@@ -101,4 +103,30 @@ fn a_slowloris_client_is_cut_off() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(c.is_closed());
+}
+
+#[test]
+fn a_stalled_body_gets_408_in_the_front_door_dialect_and_the_shard_lives_on() {
+    // One shard: if serving the stalled client killed it, nothing would
+    // answer the requests that follow.
+    let gw = Gateway::start(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[http]\nrequest_body_timeout_ms = 200\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]",
+    );
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("request_timeout"));
+    assert!(c.is_closed());
+
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    let r = c.read_response();
+    assert_eq!(r.status, 408, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"].as_str(), Some("error"), "Anthropic's shape: {}", r.text());
+    assert!(v["error"]["message"].as_str().unwrap().contains("not received in time"));
+
+    assert_eq!(gw.get("/health").status, 200, "the shard still serves");
+    assert_eq!(gw.post("/v1/chat/completions", &chat_body("m", false)).status, 200);
 }
