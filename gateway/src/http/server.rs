@@ -66,7 +66,8 @@ async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(ReadError::Reply(e)) => {
-                let _ = conn.reply_error_and_close(&e, Dialect::OpenAi).await;
+                let dialect = request_line_front_door(&conn.rbuf);
+                let _ = conn.reply_error_and_close(&e, dialect).await;
                 return;
             }
             Err(ReadError::Close) => return,
@@ -97,6 +98,17 @@ async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
 
 /// Bytes asked of the kernel per read of a client connection.
 const READ_BYTES: usize = 8 * 1024;
+
+/// The front door of a request whose head could not be read whole, from
+/// its request line when that much arrived; OpenAI's otherwise.
+fn request_line_front_door(buf: &[u8]) -> Dialect {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    match (parts.next(), parts.next()) {
+        (Some(_method), Some(target)) => crate::pipeline::front_door(target),
+        _ => Dialect::OpenAi,
+    }
+}
 
 enum ReadError {
     /// Answer with this error, then close.

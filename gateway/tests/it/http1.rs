@@ -130,3 +130,28 @@ fn a_stalled_body_gets_408_in_the_front_door_dialect_and_the_shard_lives_on() {
     assert_eq!(gw.get("/health").status, 200, "the shard still serves");
     assert_eq!(gw.post("/v1/chat/completions", &chat_body("m", false)).status, 200);
 }
+
+#[test]
+fn head_errors_under_v1_messages_are_in_anthropic_shape() {
+    let gw = Gateway::start(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[http]\nrequest_head_bytes_max = 2048\nrequest_head_timeout_ms = 300\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]",
+    );
+    let anthropic = |r: &Response, status: u16| {
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["type"].as_str(), Some("error"), "{}", r.text());
+        assert!(v["error"]["type"].as_str().is_some(), "{}", r.text());
+    };
+    let r = gw.client().send("POST", "/v1/messages", &[("x-filler", &"y".repeat(3000))], b"{}");
+    anthropic(&r, 431);
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\ncontent-length: ten\r\n\r\n");
+    anthropic(&c.read_response(), 400);
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\nx-slow: 1\r\n");
+    anthropic(&c.read_response(), 408);
+    // The OpenAI door keeps OpenAI's shape.
+    let r = gw.client().send("POST", "/v1/chat/completions", &[("x-filler", &"y".repeat(3000))], b"{}");
+    assert_eq!(r.status, 431);
+    r.openai_error();
+}
