@@ -18,6 +18,11 @@ use std::ops::Range;
 pub const REQUEST_HEADERS_CEILING: usize = 256;
 /// Response headers read from an upstream.
 const RESPONSE_HEADERS_MAX: usize = 128;
+/// The longest chunk extension (after the size, up to CRLF) or trailer line
+/// a chunked body may have. Both are ignored, so nothing legitimate comes
+/// near this; without a cap, a body that never sends the CR grows the read
+/// buffer until the body deadline.
+pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -293,6 +298,8 @@ pub struct ChunkedDecoder {
     /// Payload bytes left in the current chunk, or the size being parsed.
     size: u64,
     size_digits: u8,
+    /// Bytes of the extension or trailer line being skipped.
+    line_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -344,13 +351,21 @@ impl ChunkedDecoder {
                         self.size = self.size * 16 + u64::from(digit);
                         self.size_digits += 1;
                     }
-                    b';' | b' ' | b'\t' if self.size_digits > 0 => self.state = ChunkState::Extension,
+                    b';' | b' ' | b'\t' if self.size_digits > 0 => {
+                        self.state = ChunkState::Extension;
+                        self.line_bytes = 1;
+                    }
                     b'\r' if self.size_digits > 0 => self.state = ChunkState::SizeLf,
                     _ => return Err(ChunkError("bad chunk size")),
                 },
                 ChunkState::Extension => {
                     if b == b'\r' {
                         self.state = ChunkState::SizeLf;
+                    } else {
+                        self.line_bytes += 1;
+                        if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                            return Err(ChunkError("chunk extension too long"));
+                        }
                     }
                 }
                 ChunkState::SizeLf => {
@@ -384,10 +399,16 @@ impl ChunkedDecoder {
                 }
                 ChunkState::TrailerStart => {
                     self.state = if b == b'\r' { ChunkState::EndLf } else { ChunkState::TrailerLine };
+                    self.line_bytes = 1;
                 }
                 ChunkState::TrailerLine => {
                     if b == b'\r' {
                         self.state = ChunkState::TrailerLf;
+                    } else {
+                        self.line_bytes += 1;
+                        if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                            return Err(ChunkError("trailer line too long"));
+                        }
                     }
                 }
                 ChunkState::TrailerLf => {
@@ -549,6 +570,27 @@ mod tests {
         assert!(d.decode(b"2\r\nabX", |_| ()).is_err());
         let mut d = ChunkedDecoder::new();
         assert!(d.decode(b"ffffffffffffffff\r\n", |_| ()).is_err());
+    }
+
+    #[test]
+    fn extensions_and_trailer_lines_are_capped() {
+        let at_cap = format!(
+            "1;{}\r\na\r\n0\r\nx: {}\r\n\r\n",
+            "e".repeat(CHUNK_LINE_BYTES_MAX - 1),
+            "t".repeat(CHUNK_LINE_BYTES_MAX - 3)
+        );
+        let (out, used, done) = decode_all(at_cap.as_bytes(), 0);
+        assert_eq!((out.as_slice(), used, done), (&b"a"[..], at_cap.len(), true));
+        // Fed a byte at a time, so the cap holds however the input is cut.
+        let endless_extension = format!("5;{}", "e".repeat(CHUNK_LINE_BYTES_MAX));
+        let endless_trailer = format!("0\r\nx: {}", "t".repeat(CHUNK_LINE_BYTES_MAX));
+        for (input, message) in
+            [(endless_extension, "chunk extension too long"), (endless_trailer, "trailer line too long")]
+        {
+            let mut d = ChunkedDecoder::new();
+            let error = input.as_bytes().chunks(1).find_map(|b| d.decode(b, |_| ()).err());
+            assert_eq!(error, Some(ChunkError(message)));
+        }
     }
 
     #[test]

@@ -99,6 +99,13 @@ async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
 /// Bytes asked of the kernel per read of a client connection.
 const READ_BYTES: usize = 8 * 1024;
 
+/// How many bytes of chunked framing (size lines, extensions, CRLFs,
+/// trailers) a request body may carry on top of `request_body_bytes_max`.
+/// This bounds the encoded body held in the read buffer; it allows a body of
+/// the largest size in chunks down to about 256 bytes, and refuses bodies of
+/// tiny chunks with long extensions that would otherwise be read in full.
+const CHUNKED_FRAMING_BYTES_MAX: usize = 1024 * 1024;
+
 /// The front door of a request whose head could not be read whole, from
 /// its request line when that much arrived; OpenAI's otherwise.
 fn request_line_front_door(buf: &[u8]) -> Dialect {
@@ -247,8 +254,12 @@ impl Conn {
                 .decode(&self.rbuf[at..], |p| out.extend_from_slice(p))
                 .map_err(|e| ReadError::Reply(GatewayError::BadRequest(e.to_string())))?;
             at += used;
+            let too_large = || ReadError::Reply(GatewayError::PayloadTooLarge { limit: limits.request_body_bytes_max });
             if self.chunked_body.len() > limits.request_body_bytes_max {
-                return Err(ReadError::Reply(GatewayError::PayloadTooLarge { limit: limits.request_body_bytes_max }));
+                return Err(too_large());
+            }
+            if at - head.len > limits.request_body_bytes_max.saturating_add(CHUNKED_FRAMING_BYTES_MAX) {
+                return Err(too_large());
             }
             if decoder.is_done() {
                 // The encoded body is consumed: drop it so that `rbuf`

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use sonic_rs::JsonValueTrait;
+
 use crate::support::*;
 
 const KEYS: &str = r#"
@@ -196,4 +198,39 @@ fn a_panic_outside_the_pipeline_closes_only_its_connection() {
     assert_eq!(keep.send("GET", "/health", &[], b"").status, 200, "other connections of the shard live on");
     assert_eq!(gw.post("/v1/chat/completions", &chat_body("mock-chat", false)).status, 200);
     assert_eq!(gw.wait_metric("panics", 1), 1);
+}
+
+#[test]
+fn chunked_bodies_with_endless_framing_are_refused_before_the_body_deadline() {
+    let mock = mock(&[]);
+    let gw = Gateway::start(&openai_config(mock, "[http]\nrequest_body_bytes_max = 1000"));
+    let head = |path: &str| format!("POST {path} HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    let started = std::time::Instant::now();
+    // A chunk extension that never ends: 400, in the client's dialect.
+    let mut c = gw.client();
+    c.write_raw(format!("{}5;{}", head("/v1/chat/completions"), "e".repeat(5000)).as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.openai_error().0.contains("chunk extension too long"));
+    // A trailer line that never ends, on Anthropic's door.
+    let mut c = gw.client();
+    c.write_raw(format!("{}1\r\na\r\n0\r\nx-trailer: {}", head("/v1/messages"), "t".repeat(5000)).as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["type"].as_str(), Some("error"), "{}", r.text());
+    // Short extensions on one-byte chunks: the payload stays under the limit,
+    // the framing does not; refused once it passes the limit plus 1 MiB.
+    let chunk = format!("1;{}\r\na\r\n", "e".repeat(3000));
+    let mut body = head("/v1/chat/completions").into_bytes();
+    for _ in 0..400 {
+        body.extend_from_slice(chunk.as_bytes());
+    }
+    let mut c = gw.client();
+    let mut writer = c.stream().try_clone().unwrap();
+    let sending = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &body));
+    let r = c.read_response();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("request_too_large"));
+    let _ = sending.join();
+    assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not at the body deadline");
 }
