@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -54,23 +54,34 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     };
     // The backstop: a panic outside the pipeline's own boundary (reading a
     // request, writing an error) closes this connection and nothing else.
-    if catch_unwind(serve(&shard, &mut conn)).await.is_err() {
-        shard.count(Counter::Panics, 1);
+    match catch_unwind(serve(&shard, &mut conn)).await {
+        Ok(Ending::Close) => {}
+        // Outside `serve`, so the request no longer counts as in flight.
+        Ok(Ending::Linger) => conn.linger().await,
+        Err(_panic) => shard.count(Counter::Panics, 1),
     }
 }
 
-async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
+/// How a connection ends once `serve` is done with it.
+enum Ending {
+    Close,
+    /// An error was answered before the request was read whole: close
+    /// gently, so the client reads the answer (see [`Conn::linger`]).
+    Linger,
+}
+
+async fn serve(shard: &Rc<Shard>, conn: &mut Conn) -> Ending {
     loop {
         let snapshot = shard.snapshot();
         let head = match conn.read_head(&snapshot.config.http).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            Ok(None) => return Ending::Close,
             Err(ReadError::Reply(e)) => {
                 let dialect = request_line_front_door(&conn.rbuf);
                 let _ = conn.reply_error_and_close(&e, dialect).await;
-                return;
+                return Ending::Linger;
             }
-            Err(ReadError::Close) => return,
+            Err(ReadError::Close) => return Ending::Close,
         };
         // The dialect errors are written in, known before the body is read:
         // nothing after this point needs the head's bytes to answer.
@@ -84,20 +95,26 @@ async fn serve(shard: &Rc<Shard>, conn: &mut Conn) {
             Ok(r) => r,
             Err(ReadError::Reply(e)) => {
                 let _ = conn.reply_error_and_close(&e, front).await;
-                return;
+                return Ending::Linger;
             }
-            Err(ReadError::Close) => return,
+            Err(ReadError::Close) => return Ending::Close,
         };
         let keep_alive = head.keep_alive && !shard.is_draining();
         let finished = conn.dispatch(shard, &snapshot, &head, front, body_range, keep_alive).await;
         if !finished || !keep_alive {
-            return;
+            return Ending::Close;
         }
     }
 }
 
 /// Bytes asked of the kernel per read of a client connection.
 const READ_BYTES: usize = 8 * 1024;
+
+/// How long, and for how many bytes, a connection answered before its
+/// request was read whole keeps reading (and discarding) after the answer:
+/// see [`Conn::linger`].
+const LINGER_MS: u64 = 2_000;
+const LINGER_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// How many bytes of chunked framing (size lines, extensions, CRLFs,
 /// trailers) a request body may carry on top of `request_body_bytes_max`.
@@ -280,6 +297,26 @@ impl Conn {
             res.map_err(|_| ReadError::Close)?;
         }
         Ok(())
+    }
+
+    /// Closes after an error that was answered before the request was read
+    /// whole (RFC 9112 9.6). Closing with unread bytes in the kernel's
+    /// buffer makes it send a reset, which can reach the client before it
+    /// read the answer: it would see ECONNRESET instead of a 413. So the
+    /// write side is shut (the client sees the end of the answer), and what
+    /// the client still sends is read and dropped, for at most `LINGER_MS`
+    /// and `LINGER_BYTES_MAX`, or until it closes its side.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let deadline = Instant::now() + Duration::from_millis(LINGER_MS);
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES_MAX {
+            self.rbuf.clear();
+            match self.fill(deadline).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
+        }
     }
 
     async fn reply_error_and_close(&mut self, e: &GatewayError, dialect: Dialect) -> io::Result<()> {

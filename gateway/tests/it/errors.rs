@@ -234,3 +234,24 @@ fn chunked_bodies_with_endless_framing_are_refused_before_the_body_deadline() {
     let _ = sending.join();
     assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not at the body deadline");
 }
+
+#[test]
+fn a_body_over_the_limit_gets_its_413_read_not_a_reset() {
+    let mock = mock(&[]);
+    let gw = Gateway::start(&openai_config(mock, "[http]\nrequest_body_bytes_max = 1000"));
+    // Far more than the socket buffers hold, all sent before the client
+    // reads: the 413 comes after the head, with most of the body unread.
+    let body =
+        format!(r#"{{"model":"bench-chat","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(3 << 20));
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let mut c = gw.client();
+        let mut writer = c.stream().try_clone().unwrap();
+        let request = format!("POST {path} HTTP/1.1\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let sending = std::thread::spawn(move || std::io::Write::write_all(&mut writer, request.as_bytes()));
+        sending.join().unwrap().expect("the whole body is taken (and dropped) by the gateway");
+        let r = c.read_response();
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.text().contains("larger than the limit"), "{}", r.text());
+        assert!(c.is_closed());
+    }
+}
