@@ -331,6 +331,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// `scheme://host:port`: where connections to this endpoint go.
+    pub fn origin(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        format!("{scheme}://{}", self.authority())
+    }
+
     /// The `Host` header value.
     pub fn authority(&self) -> String {
         let default_port = match self.scheme {

@@ -304,11 +304,10 @@ async fn chat(
     if peek.stream && is_event_stream(&conn, &head) {
         let usage =
             if front == Dialect::Anthropic { StreamUsage::Anthropic } else { StreamUsage::OpenAi { hide: want_usage } };
-        forward_stream(shard, snapshot, resolved.deployment_index, provider, conn, head, usage, responder, scratch)
-            .await;
+        forward_stream(shard, snapshot, provider, conn, head, usage, responder, scratch).await;
         return Ok(());
     }
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, front, responder, scratch).await
+    forward_whole(shard, snapshot, provider, conn, head, front, responder, scratch).await
 }
 
 /// How a translated request is written for a deployment's kind.
@@ -398,21 +397,10 @@ async fn translated(
             json_tool: written.json_tool,
         };
         let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
-        translate_stream(
-            shard,
-            snapshot,
-            resolved.deployment_index,
-            provider,
-            conn,
-            head,
-            translator,
-            responder,
-            scratch,
-        )
-        .await;
+        translate_stream(shard, snapshot, provider, conn, head, translator, responder, scratch).await;
         return Ok(());
     }
-    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
@@ -530,7 +518,7 @@ async fn gemini_count_tokens(
     if head.status >= 300 {
         return Err(provider_error(snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
     }
-    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
     let tokens = translate::gemini::total_tokens(&scratch.body).ok_or_else(|| {
         GatewayError::Translate(translate::error::Error::Provider("countTokens answered without totalTokens".into()))
     })?;
@@ -623,7 +611,7 @@ async fn pass_through_whole(
         return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
     }
     let dialect = if operation == Operation::CountTokens { Dialect::Anthropic } else { Dialect::OpenAi };
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, dialect, responder, scratch).await
+    forward_whole(shard, snapshot, provider, conn, head, dialect, responder, scratch).await
 }
 
 /// Embeddings from Gemini (`batchEmbedContents`) or Bedrock (Titan, Cohere
@@ -659,7 +647,7 @@ async fn translated_embeddings(
         if head.status >= 300 {
             return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
         }
-        read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+        read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
         collected.add(&scratch.body).map_err(GatewayError::Translate)?;
     }
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
@@ -815,13 +803,16 @@ async fn send(
     endpoint: &Endpoint,
     scratch: &mut Scratch,
 ) -> Result<(Conn, ResponseHead), GatewayError> {
-    let dns = shard.dns();
+    // The index means a deployment of the request's own generation: the
+    // addresses and the pool must be of that generation too.
+    let refreshed = shard.dns_of(snapshot.generation);
+    let dns = refreshed.as_deref().unwrap_or(&snapshot.dns);
     let pool = shard.pool();
     let index = resolved.deployment_index;
     let target = Target {
+        generation: snapshot.generation,
         deployment: index,
-        scheme: endpoint.scheme,
-        host: &endpoint.host,
+        endpoint,
         addrs: dns.get(index).map_or(&[][..], Vec::as_slice),
         tls: snapshot.tls.get(index).and_then(Option::as_ref),
     };
@@ -903,7 +894,6 @@ fn lossy(bytes: &[u8]) -> String {
 async fn read_whole(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: &ResponseHead,
@@ -917,7 +907,7 @@ async fn read_whole(
         .await
         .map_err(|e| GatewayError::from_upstream(provider, e))?;
     if head.keep_alive {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
     Ok(())
 }
@@ -927,7 +917,6 @@ async fn read_whole(
 async fn forward_whole(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -954,7 +943,7 @@ async fn forward_whole(
     let sent = responder.send(head.status, content_type, &headers, &scratch.body).await;
     drop(headers);
     if head.keep_alive {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
     ignore_io(sent)
 }
@@ -965,7 +954,6 @@ async fn forward_whole(
 async fn forward_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -1054,7 +1042,7 @@ async fn forward_stream(
     }
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
 }
 
@@ -1072,7 +1060,6 @@ enum StreamUsage {
 async fn translate_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -1112,7 +1099,7 @@ async fn translate_stream(
     let ended = responder.end_stream().await;
     // The connection is reusable only if its body was read to the end.
     if ended.is_ok() && head.keep_alive && body.is_done() && translator.state() == State::Done {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
 }
 

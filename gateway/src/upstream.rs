@@ -2,7 +2,12 @@
 //! per-deployment pool.
 //!
 //! Each shard owns its pool outright (`RefCell`, no locks): a connection is
-//! only ever used by the shard that opened it. Addresses come from the DNS
+//! only ever used by the shard that opened it. A pool belongs to one config
+//! generation, whose deployment indexes it uses; every connection carries
+//! the generation, deployment index and origin it was opened for, and the
+//! pool lends and takes back only its own. A reload renumbers deployments,
+//! so without this a connection to one provider could come back under the
+//! index of another and carry the other's key to it. Addresses come from the DNS
 //! table the control plane resolves off-shard, so connecting never blocks a
 //! shard on `getaddrinfo`. TLS is rustls through monoio-rustls, with the
 //! webpki roots plus an optional private CA per deployment.
@@ -23,7 +28,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::config::{Scheme, UpstreamLimits};
+use crate::config::{Endpoint, Scheme, UpstreamLimits};
 use crate::http::codec::{self, ChunkedDecoder, Framing, ResponseHead};
 
 /// A connection to a provider, plain or TLS.
@@ -114,6 +119,11 @@ pub struct Conn {
     /// header ranges the pipeline reads until the exchange ends.
     keep: usize,
     reused: bool,
+    /// What the connection was opened for: only the pool of this config
+    /// generation takes it back, under this deployment, at this origin.
+    generation: u64,
+    deployment: usize,
+    origin: String,
 }
 
 struct Idle {
@@ -121,26 +131,44 @@ struct Idle {
     since: Instant,
 }
 
-/// One shard's connection pool: idle connections per deployment.
+/// One shard's connection pool for one config generation: idle connections
+/// per deployment.
 pub struct Pool {
+    generation: u64,
+    /// Per deployment index, the origin its connections go to (`None` for
+    /// the mock kind, which has none).
+    origins: Vec<Option<String>>,
     idle: RefCell<Vec<Vec<Idle>>>,
     idle_max: usize,
     idle_timeout: Duration,
 }
 
 impl Pool {
-    pub fn new(deployments: usize, limits: &UpstreamLimits) -> Pool {
+    pub fn new(generation: u64, origins: Vec<Option<String>>, limits: &UpstreamLimits) -> Pool {
         Pool {
-            idle: RefCell::new((0..deployments).map(|_| Vec::new()).collect()),
+            generation,
+            idle: RefCell::new(origins.iter().map(|_| Vec::new()).collect()),
+            origins,
             idle_max: limits.pool_idle_max,
             idle_timeout: Duration::from_millis(limits.pool_idle_timeout_ms),
         }
     }
 
-    /// The most recently used idle connection that has not expired.
-    fn take(&self, deployment: usize) -> Option<Conn> {
+    /// Whether a connection opened for `generation`, `deployment` and
+    /// `origin` belongs in this pool.
+    fn owns(&self, generation: u64, deployment: usize, origin: &str) -> bool {
+        generation == self.generation && self.origins.get(deployment).is_some_and(|o| o.as_deref() == Some(origin))
+    }
+
+    /// The most recently used idle connection that has not expired. A
+    /// request of another generation gets none: its indexes mean other
+    /// deployments here.
+    fn take(&self, target: &Target<'_>) -> Option<Conn> {
+        if target.generation != self.generation {
+            return None;
+        }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(deployment)?;
+        let list = idle.get_mut(target.deployment)?;
         while let Some(entry) = list.pop() {
             if entry.since.elapsed() < self.idle_timeout {
                 return Some(entry.conn);
@@ -149,10 +177,14 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last response was read to its end.
-    pub fn put(&self, deployment: usize, mut conn: Conn) {
+    /// Returns a connection whose last response was read to its end. One
+    /// opened for another generation, deployment or origin is closed.
+    pub fn put(&self, mut conn: Conn) {
+        if !self.owns(conn.generation, conn.deployment, &conn.origin) {
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
-        let Some(list) = idle.get_mut(deployment) else { return };
+        let Some(list) = idle.get_mut(conn.deployment) else { return };
         if list.len() >= self.idle_max || conn.pos != conn.buf.len() {
             return;
         }
@@ -170,18 +202,13 @@ impl Pool {
             list.retain(|e| e.since.elapsed() < timeout);
         }
     }
-
-    /// Number of idle connections to a deployment.
-    pub fn idle_count(&self, deployment: usize) -> usize {
-        self.idle.borrow().get(deployment).map_or(0, Vec::len)
-    }
 }
 
-/// Where and how to connect to one deployment.
+/// Where and how to connect to one deployment of one config generation.
 pub struct Target<'a> {
+    pub generation: u64,
     pub deployment: usize,
-    pub scheme: Scheme,
-    pub host: &'a str,
+    pub endpoint: &'a Endpoint,
     pub addrs: &'a [SocketAddr],
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
 }
@@ -205,7 +232,7 @@ pub async fn exchange(
     stats: &mut ExchangeStats,
 ) -> (Result<(Conn, ResponseHead), UpstreamError>, Vec<u8>) {
     let mut request = request;
-    if let Some(conn) = pool.take(target.deployment) {
+    if let Some(conn) = pool.take(target) {
         stats.reuses += 1;
         let (result, back) = send_on(conn, request, limits, head_timeout).await;
         request = back;
@@ -295,11 +322,23 @@ async fn connect(target: &Target<'_>, limits: &UpstreamLimits) -> Result<Conn, U
             Ok(Ok(tcp)) => {
                 // Small writes (one SSE-sized request) must not wait for ACKs.
                 let _ = tcp.set_nodelay(true);
-                let io = match (target.scheme, target.tls) {
-                    (Scheme::Https, Some(tls)) => Io::Tls(Box::new(handshake(tls, target.host, tcp, timeout).await?)),
+                let endpoint = target.endpoint;
+                let io = match (endpoint.scheme, target.tls) {
+                    (Scheme::Https, Some(tls)) => {
+                        Io::Tls(Box::new(handshake(tls, &endpoint.host, tcp, timeout).await?))
+                    }
                     _ => Io::Plain(tcp),
                 };
-                return Ok(Conn { io, buf: Vec::with_capacity(16 * 1024), pos: 0, keep: 0, reused: false });
+                return Ok(Conn {
+                    io,
+                    buf: Vec::with_capacity(16 * 1024),
+                    pos: 0,
+                    keep: 0,
+                    reused: false,
+                    generation: target.generation,
+                    deployment: target.deployment,
+                    origin: endpoint.origin(),
+                });
             }
             Ok(Err(e)) => last = UpstreamError::Connect(e),
             Err(_) => last = UpstreamError::ConnectTimeout,

@@ -72,8 +72,8 @@ enum Ending {
 
 async fn serve(shard: &Rc<Shard>, conn: &mut Conn) -> Ending {
     loop {
-        let snapshot = shard.snapshot();
-        let head = match conn.read_head(&snapshot.config.http).await {
+        let limits = shard.snapshot().config.http.clone();
+        let head = match conn.read_head(&limits).await {
             Ok(Some(head)) => head,
             Ok(None) => return Ending::Close,
             Err(ReadError::Reply(e)) => {
@@ -91,6 +91,11 @@ async fn serve(shard: &Rc<Shard>, conn: &mut Conn) -> Ending {
             panic!("fault injection: panic outside the pipeline requested by the test");
         }
         let _in_flight = shard.begin_request();
+        // The request runs on the config in force when its head arrived, not
+        // on the one the connection last used: a reload may have come while
+        // it sat idle, and a snapshot taken before it would name other
+        // deployments than the pool and addresses the shard has now.
+        let snapshot = shard.snapshot();
         let body_range = match conn.read_body(&head, &snapshot.config.http).await {
             Ok(r) => r,
             Err(ReadError::Reply(e)) => {
