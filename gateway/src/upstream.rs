@@ -286,6 +286,24 @@ async fn send_on(
 
 async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, SendError> {
     loop {
+        // What is buffered is parsed before reading more: an interim
+        // response and the final head often arrive in the same read.
+        if !conn.buf.is_empty() {
+            match codec::parse_response_head(&conn.buf, limits.response_head_bytes_max) {
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    // An interim response (100 Continue, 103 Early Hints): skip it.
+                    conn.buf.drain(..head.len);
+                    continue;
+                }
+                Ok(Some(head)) => {
+                    conn.pos = head.len;
+                    conn.keep = head.len;
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(SendError::After(UpstreamError::Protocol(e.to_string()))),
+            }
+        }
         let got_any = !conn.buf.is_empty();
         let n = conn.fill(limits.response_head_bytes_max).await.map_err(|e| {
             let e = UpstreamError::Io(e);
@@ -297,19 +315,6 @@ async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseH
             } else {
                 SendError::BeforeResponse(UpstreamError::ClosedEarly)
             });
-        }
-        match codec::parse_response_head(&conn.buf, limits.response_head_bytes_max) {
-            Ok(Some(head)) if (100..200).contains(&head.status) => {
-                // An interim response (100 Continue): skip it.
-                conn.buf.drain(..head.len);
-            }
-            Ok(Some(head)) => {
-                conn.pos = head.len;
-                conn.keep = head.len;
-                return Ok(head);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(SendError::After(UpstreamError::Protocol(e.to_string()))),
         }
     }
 }

@@ -155,3 +155,19 @@ fn head_errors_under_v1_messages_are_in_anthropic_shape() {
     assert_eq!(r.status, 431);
     r.openai_error();
 }
+
+#[test]
+fn an_interim_response_and_the_final_head_in_one_read_are_both_read() {
+    let final_answer = json_reply(200, "", &completion("bench-chat"));
+    let up = Scripted::start(move |_| {
+        let mut bytes = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&final_answer);
+        Action::Reply(bytes)
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let started = Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), completion("bench-chat"));
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once, not at the provider timeout");
+}
