@@ -266,17 +266,24 @@ impl SendError {
     }
 }
 
+/// Writes the request and reads the response head, both before one
+/// deadline (`head_timeout` from now): a provider that stops reading is
+/// given up on like one that never answers.
 async fn send_on(
     mut conn: Conn,
     request: Vec<u8>,
     limits: &UpstreamLimits,
     head_timeout: Duration,
 ) -> (Result<(Conn, ResponseHead), SendError>, Vec<u8>) {
-    let (written, request) = conn.io.write_all(request).await;
-    if let Err(e) = written {
-        return (Err(SendError::BeforeResponse(UpstreamError::Io(e))), request);
-    }
-    let result = match monoio::time::timeout(head_timeout, read_head(&mut conn, limits)).await {
+    let deadline = monoio::time::Instant::now() + head_timeout;
+    let request = match monoio::time::timeout_at(deadline, conn.io.write_all(request)).await {
+        Ok((Ok(_), request)) => request,
+        Ok((Err(e), request)) => return (Err(SendError::BeforeResponse(UpstreamError::Io(e))), request),
+        // The write owned the buffer and is gone with it; the next request
+        // allocates a new one.
+        Err(_) => return (Err(SendError::After(UpstreamError::Timeout)), Vec::new()),
+    };
+    let result = match monoio::time::timeout_at(deadline, read_head(&mut conn, limits)).await {
         Ok(Ok(head)) => Ok((conn, head)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(SendError::After(UpstreamError::Timeout)),

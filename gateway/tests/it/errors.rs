@@ -255,3 +255,25 @@ fn a_body_over_the_limit_gets_its_413_read_not_a_reset() {
         assert!(c.is_closed());
     }
 }
+
+#[test]
+fn a_provider_that_stops_reading_the_request_is_504_after_its_timeout() {
+    // Accepts connections and never reads from them: the gateway's write
+    // stalls once the socket buffers are full.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    let gw = Gateway::start(&openai_config(addr, "").replace("timeout = 5", "timeout = 1"));
+    let big =
+        format!(r#"{{"model":"bench-chat","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(16 << 20));
+    let started = std::time::Instant::now();
+    let r = gw.post("/v1/chat/completions", &big);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("upstream_timeout"));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
