@@ -13,14 +13,22 @@
 //! webpki roots plus an optional private CA per deployment.
 //!
 //! A request goes out on an idle pooled connection when there is one. A
-//! pooled connection may have been closed by the provider while it sat idle;
-//! if it fails before any response byte arrives, the request is sent once
-//! more on a fresh connection. That retry is safe because the provider never
-//! saw a complete request it could have acted on and answered.
+//! pooled connection may have been closed by the provider while it sat idle,
+//! so it is checked first (without blocking): one with anything waiting on
+//! it (the provider's close, a reset, stray bytes) is dropped unused. The
+//! request is sent a second time, on a fresh connection, in one case only:
+//! the connection came from the pool and writing the request to it failed,
+//! so the provider never had the whole request. Once a request was written
+//! whole, nothing is retried: a provider that closes or resets before its
+//! first response byte may have read the request, run it and billed it, and
+//! a POST must not run twice. A fresh connection is never retried.
+//! (A provider that closes an idle connection at the very moment a request
+//! goes out on it is indistinguishable from that; the client gets a 502.)
 
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +120,8 @@ pub enum UpstreamError {
 /// past the response head: the start of the body.
 pub struct Conn {
     io: Io,
+    /// The socket under `io`, for [`crate::sys::has_input`].
+    fd: RawFd,
     buf: Vec<u8>,
     /// Start of unread bytes in `buf`.
     pos: usize,
@@ -160,9 +170,10 @@ impl Pool {
         generation == self.generation && self.origins.get(deployment).is_some_and(|o| o.as_deref() == Some(origin))
     }
 
-    /// The most recently used idle connection that has not expired. A
-    /// request of another generation gets none: its indexes mean other
-    /// deployments here.
+    /// The most recently used idle connection that has not expired and has
+    /// nothing waiting on it (a provider's close shows as input). A request
+    /// of another generation gets none: its indexes mean other deployments
+    /// here.
     fn take(&self, target: &Target<'_>) -> Option<Conn> {
         if target.generation != self.generation {
             return None;
@@ -170,7 +181,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(target.deployment)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < self.idle_timeout {
+            if entry.since.elapsed() < self.idle_timeout && !crate::sys::has_input(entry.conn.fd) {
                 return Some(entry.conn);
             }
         }
@@ -238,9 +249,10 @@ pub async fn exchange(
         request = back;
         match result {
             Ok(done) => return (Ok(done), request),
-            // The idle connection had gone stale: one more try, fresh.
-            Err(SendError::BeforeResponse(_)) => {}
-            Err(SendError::After(e)) => return (Err(e), request),
+            // The pooled connection broke while the request was written:
+            // the provider never had all of it. One more try, fresh.
+            Err(SendError::Unsent(_)) => {}
+            Err(SendError::Sent(e)) => return (Err(e), request),
         }
     }
     let conn = match connect(target, limits).await {
@@ -253,15 +265,17 @@ pub async fn exchange(
 }
 
 enum SendError {
-    /// Nothing came back: on a reused connection this is a stale socket.
-    BeforeResponse(UpstreamError),
-    After(UpstreamError),
+    /// Writing the request failed: the provider cannot have all of it.
+    Unsent(UpstreamError),
+    /// The request was written whole (or the write timed out): the
+    /// provider may be acting on it.
+    Sent(UpstreamError),
 }
 
 impl SendError {
     fn into_inner(self) -> UpstreamError {
         match self {
-            SendError::BeforeResponse(e) | SendError::After(e) => e,
+            SendError::Unsent(e) | SendError::Sent(e) => e,
         }
     }
 }
@@ -278,20 +292,20 @@ async fn send_on(
     let deadline = monoio::time::Instant::now() + head_timeout;
     let request = match monoio::time::timeout_at(deadline, conn.io.write_all(request)).await {
         Ok((Ok(_), request)) => request,
-        Ok((Err(e), request)) => return (Err(SendError::BeforeResponse(UpstreamError::Io(e))), request),
+        Ok((Err(e), request)) => return (Err(SendError::Unsent(UpstreamError::Io(e))), request),
         // The write owned the buffer and is gone with it; the next request
         // allocates a new one.
-        Err(_) => return (Err(SendError::After(UpstreamError::Timeout)), Vec::new()),
+        Err(_) => return (Err(SendError::Sent(UpstreamError::Timeout)), Vec::new()),
     };
     let result = match monoio::time::timeout_at(deadline, read_head(&mut conn, limits)).await {
         Ok(Ok(head)) => Ok((conn, head)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(SendError::After(UpstreamError::Timeout)),
+        Ok(Err(e)) => Err(SendError::Sent(e)),
+        Err(_) => Err(SendError::Sent(UpstreamError::Timeout)),
     };
     (result, request)
 }
 
-async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, SendError> {
+async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, UpstreamError> {
     loop {
         // What is buffered is parsed before reading more: an interim
         // response and the final head often arrive in the same read.
@@ -308,20 +322,13 @@ async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseH
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(SendError::After(UpstreamError::Protocol(e.to_string()))),
+                Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
             }
         }
         let got_any = !conn.buf.is_empty();
-        let n = conn.fill(limits.response_head_bytes_max).await.map_err(|e| {
-            let e = UpstreamError::Io(e);
-            if got_any { SendError::After(e) } else { SendError::BeforeResponse(e) }
-        })?;
+        let n = conn.fill(limits.response_head_bytes_max).await.map_err(UpstreamError::Io)?;
         if n == 0 {
-            return Err(if got_any {
-                SendError::After(UpstreamError::ClosedMidBody)
-            } else {
-                SendError::BeforeResponse(UpstreamError::ClosedEarly)
-            });
+            return Err(if got_any { UpstreamError::ClosedMidBody } else { UpstreamError::ClosedEarly });
         }
     }
 }
@@ -334,6 +341,7 @@ async fn connect(target: &Target<'_>, limits: &UpstreamLimits) -> Result<Conn, U
             Ok(Ok(tcp)) => {
                 // Small writes (one SSE-sized request) must not wait for ACKs.
                 let _ = tcp.set_nodelay(true);
+                let fd = tcp.as_raw_fd();
                 let endpoint = target.endpoint;
                 let io = match (endpoint.scheme, target.tls) {
                     (Scheme::Https, Some(tls)) => {
@@ -343,6 +351,7 @@ async fn connect(target: &Target<'_>, limits: &UpstreamLimits) -> Result<Conn, U
                 };
                 return Ok(Conn {
                     io,
+                    fd,
                     buf: Vec::with_capacity(16 * 1024),
                     pos: 0,
                     keep: 0,

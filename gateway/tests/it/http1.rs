@@ -25,9 +25,10 @@ fn keep_alive_is_reused_on_both_sides() {
 }
 
 #[test]
-fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+fn a_pooled_connection_the_provider_closed_is_replaced_before_use() {
     // The provider closes every connection after answering, without saying
-    // so: the pooled connection is dead when the second request comes.
+    // so: the pooled connection is dead when the second request comes, and
+    // is seen to be before anything is written to it.
     let up = Scripted::start(|_| Action::ReplyAndClose(json_reply(200, "", &completion("bench-chat"))));
     let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
     let mut c = gw.client();
@@ -36,6 +37,28 @@ fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(up.requests.lock().unwrap().len(), 3, "each request reached the provider once");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_request_the_provider_read_is_never_sent_twice() {
+    // The provider reads the second request on its pooled connection and
+    // closes without a word: it may have run it. Sending it again would run
+    // a POST twice.
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let up = Scripted::start(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+        1 => Action::Close,
+        _ => Action::Reply(json_reply(200, "", &completion("bench-chat"))),
+    });
+    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let mut c = gw.client();
+    let body = chat_body("bench-chat", false);
+    assert_eq!(c.send("POST", "/v1/chat/completions", &[], body.as_bytes()).status, 200);
+    let r = c.send("POST", "/v1/chat/completions", &[], body.as_bytes());
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("upstream_unreachable"));
+    assert_eq!(up.requests.lock().unwrap().len(), 2, "the request reached the provider once");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1, "on the pooled connection");
 }
 
 #[test]

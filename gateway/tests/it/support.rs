@@ -364,6 +364,8 @@ pub enum Action {
     Hang,
     /// Write these bytes, then close.
     ReplyAndClose(Vec<u8>),
+    /// Close without answering (the request was read).
+    Close,
     /// A chunked 200 with this content type, one chunk per element, the
     /// body ended properly: binary streams (Bedrock's event stream).
     StreamBytes { content_type: &'static str, chunks: Vec<Vec<u8>> },
@@ -438,6 +440,7 @@ fn serve_scripted(
                 let _ = stream.write_all(&bytes);
                 return;
             }
+            Action::Close => return,
             Action::Stream { events, gap, finish } => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
                 if stream.write_all(head.as_bytes()).is_err() {
