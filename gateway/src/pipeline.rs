@@ -857,7 +857,27 @@ async fn upstream_error(
         .iter()
         .map(|(n, v)| (lossy(conn.head_bytes(n.clone())), lossy(conn.head_bytes(v.clone()))))
         .collect();
+    if matches!(head.status, 401 | 403) {
+        // The provider refused corelay's key, not the client's.
+        return GatewayError::provider_auth(provider, head.status, &error_message(&scratch.body), forward);
+    }
     GatewayError::Upstream { provider: provider.to_owned(), status: head.status, body: scratch.body.clone(), forward }
+}
+
+/// The message of a provider's error body: `error.message` (OpenAI,
+/// Anthropic, Gemini), `message` or `Message` (Bedrock), else the body as
+/// text.
+fn error_message(body: &[u8]) -> String {
+    use sonic_rs::JsonValueTrait;
+    let paths: [&[&str]; 3] = [&["error", "message"], &["message"], &["Message"]];
+    for path in paths {
+        if let Ok(v) = sonic_rs::get(body, path)
+            && let Some(text) = v.as_str()
+        {
+            return text.to_owned();
+        }
+    }
+    lossy(body)
 }
 
 /// Reads a provider's error answer in its dialect, for a client of the
@@ -877,6 +897,11 @@ async fn provider_error(
                 Wire::Bedrock => translate::bedrock::response::parse_error(status, &body, error_type.as_deref()),
                 other => translate::parse_error(other, status, &body),
             };
+            use translate::error::ErrorKind;
+            // Gemini says API_KEY_INVALID with a 400: what counts is the meaning.
+            if matches!(error.kind, ErrorKind::Authentication | ErrorKind::Permission) {
+                return GatewayError::provider_auth(&provider, status, &error.message, forward);
+            }
             GatewayError::Provider { provider, error, forward }
         }
         other => other,

@@ -276,12 +276,15 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
 }
 
 /// Upstream response headers that mean something to the client: rate-limit
-/// state, retry hints and request ids for support tickets.
+/// state, retry hints and request ids for support tickets. Named one by one:
+/// a provider's other headers may describe the operator's account (OpenAI's
+/// `openai-organization` and `openai-project`).
 fn forwardable_response_header(name: &[u8]) -> bool {
     let lower = |prefix: &[u8]| name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix);
     lower(b"x-ratelimit-")
         || lower(b"anthropic-ratelimit-")
-        || lower(b"openai-")
+        || name.eq_ignore_ascii_case(b"openai-processing-ms")
+        || name.eq_ignore_ascii_case(b"openai-version")
         || name.eq_ignore_ascii_case(b"retry-after")
         || name.eq_ignore_ascii_case(b"retry-after-ms")
         || name.eq_ignore_ascii_case(b"x-request-id")
@@ -533,6 +536,10 @@ mod tests {
         );
         assert_eq!((h.status, h.framing, h.keep_alive), (200, Framing::Length(5), true));
         assert_eq!(h.forward.len(), 1);
+        let raw = "HTTP/1.1 200 OK\r\nopenai-organization: org-x\r\nopenai-project: proj_x\r\nOpenAI-Processing-Ms: 12\r\nopenai-version: 2020-10-01\r\nx-request-id: r\r\n\r\n";
+        let h = parse(raw);
+        let names: Vec<&str> = h.forward.iter().map(|(n, _)| &raw[n.clone()]).collect();
+        assert_eq!(names, ["OpenAI-Processing-Ms", "openai-version", "x-request-id"], "never the account's headers");
         let h = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         let h = parse("HTTP/1.1 200 OK\r\n\r\n");

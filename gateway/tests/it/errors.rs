@@ -277,3 +277,71 @@ fn a_provider_that_stops_reading_the_request_is_504_after_its_timeout() {
     assert_eq!(r.openai_error().2.as_deref(), Some("upstream_timeout"));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+/// OpenAI's answer to a wrong key: it quotes the key's start and end.
+const OPENAI_401: &str = r#"{"error":{"message":"Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+
+#[test]
+fn a_provider_refusing_the_gateway_key_is_a_502_that_names_the_provider_not_the_key() {
+    let up = Scripted::start(|r| {
+        let headers = "openai-organization: org-operator\r\nopenai-project: proj_operator\r\nx-request-id: req_1\r\n";
+        if r.request_line().contains("/v1/messages") {
+            let body = r#"{"type":"error","error":{"type":"permission_error","message":"Your key sk-ant-api03-XyZ123 may not use this model"}}"#;
+            Action::Reply(json_reply(403, headers, body))
+        } else {
+            Action::Reply(json_reply(401, headers, OPENAI_401))
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.up]\nkind = \"openai\"\nbase_url = \"http://{0}/v1\"\napi_key = \"sk-proj-0123abcd\"\nmodels = [\"bench-chat\"]\n[providers.claude]\nkind = \"anthropic\"\nbase_url = \"http://{0}\"\napi_key = \"sk-ant-api03-XyZ123\"\nmodels = [\"claude-x\"]",
+        up.addr
+    ));
+    let redacted = |text: &str| {
+        assert!(!text.contains("abcd") && !text.contains("XyZ123") && !text.contains("sk-"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    };
+    // Same dialect: OpenAI's 401 body no longer passes through.
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let (message, kind, code) = r.openai_error();
+    assert_eq!((kind.as_str(), code.as_deref()), ("upstream_error", Some("upstream_auth_failed")));
+    assert!(message.contains("`up` rejected the gateway's credentials"), "{message}");
+    redacted(&message);
+    assert_eq!(r.header("x-request-id"), Some("req_1"));
+    assert_eq!(r.header("openai-organization"), None);
+    assert_eq!(r.header("openai-project"), None);
+    // Streams are refused the same way, before any event.
+    assert_eq!(gw.post("/v1/chat/completions", &chat_body("bench-chat", true)).status, 502);
+    // Another dialect: the Anthropic door in front of the OpenAI provider.
+    let messages = r#"{"model":"bench-chat","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = gw.post("/v1/messages", messages);
+    assert_eq!(r.status, 502, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["type"].as_str(), Some("api_error"), "{}", r.text());
+    redacted(v["error"]["message"].as_str().unwrap());
+    // Anthropic's 403 behind Anthropic's door.
+    let r = gw.post("/v1/messages", &messages.replace("bench-chat", "claude-x"));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("`claude`") && message.contains("may not use this model"), "{message}");
+    redacted(&message);
+}
+
+#[test]
+fn only_the_harmless_openai_headers_reach_the_client() {
+    let up = Scripted::start(|_| {
+        Action::Reply(json_reply(
+            200,
+            "openai-organization: org-operator\r\nopenai-project: proj_operator\r\nopenai-processing-ms: 12\r\nopenai-version: 2020-10-01\r\nx-ratelimit-remaining-requests: 9\r\n",
+            &completion("bench-chat"),
+        ))
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("openai-processing-ms"), Some("12"));
+    assert_eq!(r.header("openai-version"), Some("2020-10-01"));
+    assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("9"));
+    assert_eq!(r.header("openai-organization"), None);
+    assert_eq!(r.header("openai-project"), None);
+}
