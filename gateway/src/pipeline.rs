@@ -1003,37 +1003,26 @@ async fn forward_stream(
     let mut failure = None;
     loop {
         scratch.body.clear();
+        scratch.events.clear();
+        let mut overflow = false;
+        let mut ended = false;
+        let mut on_piece = |piece: Piece<'_>| match piece {
+            Piece::Event(event) => forward_event(event, usage_of, &mut usage, &mut scratch.events),
+            Piece::Overflow => overflow = true,
+        };
         match body.next(&mut conn, &mut scratch.body, idle).await {
-            Ok(true) => {}
-            Ok(false) => break,
+            Ok(true) => splitter.feed(&scratch.body, on_piece),
+            // A last event that lacks its blank line is still forwarded,
+            // completed with one.
+            Ok(false) => {
+                splitter.finish(&mut on_piece);
+                ended = true;
+            }
             Err(e) => {
                 failure = Some(GatewayError::from_upstream(provider, e));
                 break;
             }
         }
-        scratch.events.clear();
-        let mut overflow = false;
-        splitter.feed(&scratch.body, |piece| match (piece, usage_of) {
-            (Piece::Event(event), StreamUsage::Anthropic) => {
-                translate::anthropic::stream::event_usage(event, usage.get_or_insert_default());
-                scratch.events.extend_from_slice(event);
-            }
-            (Piece::Event(event), StreamUsage::OpenAi { hide }) => match openai::classify_chunk(event) {
-                ChunkKind::UsageOnly(u) => {
-                    usage = Some(u);
-                    if !hide {
-                        scratch.events.extend_from_slice(event);
-                    }
-                }
-                ChunkKind::WithUsage(u) => {
-                    usage = Some(u);
-                    scratch.events.extend_from_slice(event);
-                }
-                ChunkKind::Done | ChunkKind::Other if hide => strip_null_usage(event, &mut scratch.events),
-                ChunkKind::Done | ChunkKind::Other => scratch.events.extend_from_slice(event),
-            },
-            (Piece::Overflow, _) => overflow = true,
-        });
         if responder.stream(&scratch.events).await.is_err() {
             // The client left: drop the upstream connection with it.
             account(shard, usage);
@@ -1044,6 +1033,9 @@ async fn forward_stream(
                 provider: provider.to_owned(),
                 source: upstream::UpstreamError::TooLarge,
             });
+            break;
+        }
+        if ended {
             break;
         }
     }
@@ -1068,6 +1060,31 @@ async fn forward_stream(
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
         shard.pool().put(conn);
+    }
+}
+
+/// Copies one event of a same-dialect stream to `out`, reading its usage on
+/// the way, and leaving out what the client did not ask for.
+fn forward_event(event: &[u8], usage_of: StreamUsage, usage: &mut Option<translate::Usage>, out: &mut Vec<u8>) {
+    match usage_of {
+        StreamUsage::Anthropic => {
+            translate::anthropic::stream::event_usage(event, usage.get_or_insert_default());
+            out.extend_from_slice(event);
+        }
+        StreamUsage::OpenAi { hide } => match openai::classify_chunk(event) {
+            ChunkKind::UsageOnly(u) => {
+                *usage = Some(u);
+                if !hide {
+                    out.extend_from_slice(event);
+                }
+            }
+            ChunkKind::WithUsage(u) => {
+                *usage = Some(u);
+                out.extend_from_slice(event);
+            }
+            ChunkKind::Done | ChunkKind::Other if hide => strip_null_usage(event, out),
+            ChunkKind::Done | ChunkKind::Other => out.extend_from_slice(event),
+        },
     }
 }
 
