@@ -299,7 +299,7 @@ async fn chat(
     let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
     }
     if peek.stream && is_event_stream(&conn, &head) {
         let usage =
@@ -384,7 +384,7 @@ async fn translated(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(snapshot, provider, dialect, conn, &head, scratch).await);
+        return Err(provider_error(shard, snapshot, provider, dialect, conn, &head, scratch).await);
     }
     let id = answer_id(front);
     let model = resolved.upstream_model;
@@ -516,7 +516,7 @@ async fn gemini_count_tokens(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
+        return Err(provider_error(shard, snapshot, provider, Wire::Gemini, conn, &head, scratch).await);
     }
     read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
     let tokens = translate::gemini::total_tokens(&scratch.body).ok_or_else(|| {
@@ -608,7 +608,7 @@ async fn pass_through_whole(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
     }
     let dialect = if operation == Operation::CountTokens { Dialect::Anthropic } else { Dialect::OpenAi };
     forward_whole(shard, snapshot, provider, conn, head, dialect, responder, scratch).await
@@ -645,7 +645,7 @@ async fn translated_embeddings(
         build_request(&mut scratch.request, call_spec, request, false, &scratch.body);
         let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
         if head.status >= 300 {
-            return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
+            return Err(provider_error(shard, snapshot, provider, wire, conn, &head, scratch).await);
         }
         read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
         collected.add(&scratch.body).map_err(GatewayError::Translate)?;
@@ -835,8 +835,10 @@ fn is_event_stream(conn: &Conn, head: &ResponseHead) -> bool {
         .is_some_and(|r| conn.head_bytes(r.clone()).windows(17).any(|w| w.eq_ignore_ascii_case(b"text/event-stream")))
 }
 
-/// Reads an error answer and turns it into the error the client gets.
+/// Reads an error answer and turns it into the error the client gets. The
+/// connection goes back to the pool when the answer was read whole.
 async fn upstream_error(
+    shard: &Shard,
     snapshot: &Snapshot,
     provider: &str,
     mut conn: Conn,
@@ -857,6 +859,9 @@ async fn upstream_error(
         .iter()
         .map(|(n, v)| (lossy(conn.head_bytes(n.clone())), lossy(conn.head_bytes(v.clone()))))
         .collect();
+    if head.keep_alive && body_reader.is_done() {
+        shard.pool().put(conn);
+    }
     if matches!(head.status, 401 | 403) {
         // The provider refused corelay's key, not the client's.
         return GatewayError::provider_auth(provider, head.status, &error_message(&scratch.body), forward);
@@ -883,6 +888,7 @@ fn error_message(body: &[u8]) -> String {
 /// Reads a provider's error answer in its dialect, for a client of the
 /// other dialect.
 async fn provider_error(
+    shard: &Shard,
     snapshot: &Snapshot,
     provider: &str,
     dialect: Wire,
@@ -891,7 +897,7 @@ async fn provider_error(
     scratch: &mut Scratch,
 ) -> GatewayError {
     let error_type = head.error_type.clone().map(|r| lossy(conn.head_bytes(r)));
-    match upstream_error(snapshot, provider, conn, head, scratch).await {
+    match upstream_error(shard, snapshot, provider, conn, head, scratch).await {
         GatewayError::Upstream { provider, status, body, forward } => {
             let error = match dialect {
                 Wire::Bedrock => translate::bedrock::response::parse_error(status, &body, error_type.as_deref()),
@@ -1139,8 +1145,14 @@ async fn translate_stream(
     }
     account(shard, translator.usage());
     let ended = responder.end_stream().await;
-    // The connection is reusable only if its body was read to the end.
-    if ended.is_ok() && head.keep_alive && body.is_done() && translator.state() == State::Done {
+    // The connection is reusable only if its body was read to the end. The
+    // translator is done at the dialect's last event, usually before the
+    // chunked terminator after it was read: that is read now.
+    if ended.is_ok()
+        && head.keep_alive
+        && translator.state() == State::Done
+        && (body.is_done() || body.skip_rest(&mut conn, &mut scratch.body).await)
+    {
         shard.pool().put(conn);
     }
 }

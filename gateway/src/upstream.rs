@@ -415,6 +415,13 @@ impl Conn {
     }
 }
 
+/// The most of a body's rest that is read, once its reader needs no more of
+/// it (a stream's chunked terminator after its last event), to give the
+/// connection back to the pool; and how long that may take. Beyond either,
+/// the connection is closed instead.
+const BODY_REST_BYTES_MAX: usize = 64 * 1024;
+const BODY_REST_WAIT_MS: u64 = 1_000;
+
 /// Reads a response body as its framing says, handing out payload bytes.
 pub struct Body {
     framing: Framing,
@@ -494,6 +501,27 @@ impl Body {
         };
         conn.pos += used;
         Ok(())
+    }
+
+    /// Reads and drops what is left of the body (within `BODY_REST_BYTES_MAX`
+    /// and `BODY_REST_WAIT_MS`), so that the connection can carry another
+    /// request. `scratch` is overwritten. Returns whether the body ended.
+    pub async fn skip_rest(&mut self, conn: &mut Conn, scratch: &mut Vec<u8>) -> bool {
+        let started = Instant::now();
+        let limit = Duration::from_millis(BODY_REST_WAIT_MS);
+        let mut skipped = 0;
+        while !self.done {
+            scratch.clear();
+            let wait = limit.saturating_sub(started.elapsed());
+            if wait.is_zero() || self.next(conn, scratch, wait).await.is_err() {
+                return false;
+            }
+            skipped += scratch.len();
+            if skipped > BODY_REST_BYTES_MAX {
+                return false;
+            }
+        }
+        true
     }
 
     /// Reads the rest of the body into `out`, up to `bytes_max`.

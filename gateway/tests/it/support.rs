@@ -366,6 +366,9 @@ pub enum Action {
     ReplyAndClose(Vec<u8>),
     /// Close without answering (the request was read).
     Close,
+    /// Write each piece after its pause, and keep the connection: a
+    /// response whose parts arrive apart.
+    Writes(Vec<(Duration, Vec<u8>)>),
     /// A chunked 200 with this content type, one chunk per element, the
     /// body ended properly: binary streams (Bedrock's event stream).
     StreamBytes { content_type: &'static str, chunks: Vec<Vec<u8>> },
@@ -441,6 +444,14 @@ fn serve_scripted(
                 return;
             }
             Action::Close => return,
+            Action::Writes(pieces) => {
+                for (pause, bytes) in pieces {
+                    std::thread::sleep(pause);
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+            }
             Action::Stream { events, gap, finish } => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
                 if stream.write_all(head.as_bytes()).is_err() {
