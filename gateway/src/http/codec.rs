@@ -234,17 +234,25 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
         error_type: None,
     };
     let mut length = None;
+    // Whether Transfer-Encoding was sent, and whether its last coding (over
+    // all its headers, in order) is `chunked`.
+    let mut transfer_encoding = false;
     let mut chunked = false;
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?);
+            let n = parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("x-amzn-errortype") {
             head.error_type = Some(range_in(buf, h.value));
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // `chunked` is always the last coding when present (RFC 9112 6.1).
-            let v = h.value.trim_ascii();
-            chunked = v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked");
+            // `chunked` is the last coding when present (RFC 9112 6.1).
+            transfer_encoding = true;
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            chunked = last.eq_ignore_ascii_case(b"chunked");
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -260,16 +268,22 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
             head.forward.push((range_in(buf, name), range_in(buf, h.value)));
         }
     }
+    // RFC 9112 6.3: Transfer-Encoding wins over Content-Length, and a
+    // message with both may be an attempt at smuggling, so its connection is
+    // not reused; a coding list that does not end in `chunked` is read until
+    // the connection closes.
     head.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
     } else if chunked {
         Framing::Chunked
+    } else if transfer_encoding {
+        Framing::Close
     } else if let Some(n) = length {
         if n == 0 { Framing::Empty } else { Framing::Length(n) }
     } else {
         Framing::Close
     };
-    if head.framing == Framing::Close {
+    if head.framing == Framing::Close || (transfer_encoding && length.is_some()) {
         head.keep_alive = false;
     }
     Ok(Some(head))
@@ -547,6 +561,37 @@ mod tests {
         let h = parse("HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(h.framing, Framing::Empty);
         assert!(parse_response_head(b"not http\r\n\r\n", 1024).is_err());
+    }
+
+    #[test]
+    fn response_framing_is_strict() {
+        let parse = |raw: &str| parse_response_head(raw.as_bytes(), 64 * 1024);
+        let framing = |raw: &str| parse(raw).unwrap().map(|h| (h.framing, h.keep_alive)).unwrap();
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").unwrap_err(),
+            HeadError::Malformed("conflicting Content-Length headers")
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
+            (Framing::Length(5), true)
+        );
+        // Both: chunked is read, and the connection is not trusted again.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            (Framing::Chunked, false)
+        );
+        // A coding list not ending in chunked: until close, whatever the length says.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"),
+            (Framing::Close, false)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"), (Framing::Chunked, true));
     }
 
     fn decode_all(input: &[u8], cut: usize) -> (Vec<u8>, usize, bool) {

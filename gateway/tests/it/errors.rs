@@ -345,3 +345,30 @@ fn only_the_harmless_openai_headers_reach_the_client() {
     assert_eq!(r.header("openai-organization"), None);
     assert_eq!(r.header("openai-project"), None);
 }
+
+#[test]
+fn ambiguous_response_framing_is_refused_or_not_trusted_twice() {
+    let up = Scripted::start(|r| {
+        let body = completion("bench-chat");
+        if r.body_text().contains("conflict") {
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-length: 3\r\n\r\n", body.len());
+            Action::Reply([head.into_bytes(), body.into_bytes()].concat())
+        } else {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n";
+            Action::Reply(format!("{head}{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes())
+        }
+    });
+    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let conflict = r#"{"model":"bench-chat","messages":[{"role":"user","content":"conflict"}]}"#;
+    let r = gw.post("/v1/chat/completions", conflict);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("bad_upstream_response"));
+    // Chunked and a length: the chunked body is what counts, and the
+    // connection is not used again.
+    let mut c = gw.client();
+    for _ in 0..2 {
+        let r = c.send("POST", "/v1/chat/completions", &[], chat_body("bench-chat", false).as_bytes());
+        assert_eq!((r.status, r.text()), (200, completion("bench-chat")));
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
