@@ -23,7 +23,7 @@ use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, ProviderKind}
 use translate::stream::Dialect as Wire;
 
 use crate::error::{Dialect, GatewayError};
-use crate::http::codec::{Method, RequestHead, ResponseHead};
+use crate::http::codec::{self, Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
 use crate::mock;
 use crate::shard::{Counter, Shard, Snapshot};
@@ -722,9 +722,10 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
             out.extend_from_slice(api_key.as_bytes());
             // The client's version and betas when it speaks Anthropic itself.
             out.extend_from_slice(b"\r\nanthropic-version: ");
-            let client_version = client.header(&client.head.anthropic_version).filter(|v| is_header_safe(v));
+            let client_version =
+                client.header(&client.head.anthropic_version).filter(|v| codec::is_header_value_safe(v));
             out.extend_from_slice(client_version.unwrap_or(version.as_bytes()));
-            if let Some(beta) = client.header(&client.head.anthropic_beta).filter(|v| is_header_safe(v)) {
+            if let Some(beta) = client.header(&client.head.anthropic_beta).filter(|v| codec::is_header_value_safe(v)) {
                 out.extend_from_slice(b"\r\nanthropic-beta: ");
                 out.extend_from_slice(beta);
             }
@@ -775,11 +776,6 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
     out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
-}
-
-/// A client header value that can be copied into a request head as is.
-fn is_header_safe(value: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// Percent-encodes one path segment (an Azure deployment name).

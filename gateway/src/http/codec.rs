@@ -196,6 +196,14 @@ fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// Whether a header value can be copied into a request head as it is:
+/// printable ASCII, spaces and tabs included. A CR or LF would end the
+/// header and let the value write headers of its own. Client headers that
+/// are forwarded and config values that become headers are held to it.
+pub fn is_header_value_safe(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
 /// A parsed upstream response head.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
