@@ -48,6 +48,16 @@ impl Request<'_> {
     fn header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
         range.as_ref().map(|r| &self.buf[r.clone()])
     }
+
+    /// An `anthropic-*` header to forward to an Anthropic provider: only
+    /// from a client of Anthropic's front door, only when it has a value,
+    /// and only when that value is safe to copy into a head.
+    fn anthropic_header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
+        if self.front != Dialect::Anthropic {
+            return None;
+        }
+        self.header(range).filter(|v| !v.trim_ascii().is_empty() && codec::is_header_value_safe(v))
+    }
 }
 
 /// The endpoints corelay serves.
@@ -720,12 +730,14 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
         ProviderKind::Anthropic { api_key, version, .. } => {
             out.extend_from_slice(b"\r\nx-api-key: ");
             out.extend_from_slice(api_key.as_bytes());
-            // The client's version and betas when it speaks Anthropic itself.
+            // The client's version and betas when it speaks Anthropic itself;
+            // an OpenAI client's request was written by corelay for the
+            // configured version, whatever headers it sent.
             out.extend_from_slice(b"\r\nanthropic-version: ");
-            let client_version =
-                client.header(&client.head.anthropic_version).filter(|v| codec::is_header_value_safe(v));
-            out.extend_from_slice(client_version.unwrap_or(version.as_bytes()));
-            if let Some(beta) = client.header(&client.head.anthropic_beta).filter(|v| codec::is_header_value_safe(v)) {
+            out.extend_from_slice(
+                client.anthropic_header(&client.head.anthropic_version).unwrap_or(version.as_bytes()),
+            );
+            if let Some(beta) = client.anthropic_header(&client.head.anthropic_beta) {
                 out.extend_from_slice(b"\r\nanthropic-beta: ");
                 out.extend_from_slice(beta);
             }

@@ -350,3 +350,31 @@ fn upstream_connections_are_reused_after_translated_streams_and_error_answers() 
     }
     assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "and for both error answers");
 }
+
+#[test]
+fn anthropic_headers_are_forwarded_only_from_anthropic_clients_and_only_with_values() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", MESSAGE)));
+    let gw = Gateway::start(&anthropic_config(up.addr));
+    let headers = [("anthropic-version", "2023-01-01"), ("anthropic-beta", "tools-2024")];
+    // An OpenAI client: its request is written by corelay, for the configured version.
+    let r = gw.client().send(
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        br#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert_eq!(seen.header("anthropic-beta"), None);
+    // An Anthropic client with empty values: the configured version, no beta.
+    let body = r#"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = anthropic_post(&gw, body, &[("anthropic-version", ""), ("anthropic-beta", " ")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert_eq!(seen.header("anthropic-beta"), None);
+    // And with values: as sent.
+    assert_eq!(anthropic_post(&gw, body, &headers).status, 200);
+    assert_eq!(up.last().header("anthropic-beta").as_deref(), Some("tools-2024"));
+}
