@@ -331,6 +331,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// `scheme://host:port`: where connections to this endpoint go.
+    pub fn origin(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        format!("{scheme}://{}", self.authority())
+    }
+
     /// The `Host` header value.
     pub fn authority(&self) -> String {
         let default_port = match self.scheme {
@@ -663,6 +672,7 @@ fn validate_provider(
             "only applies to kinds \"anthropic\" and \"bedrock\"",
         ));
     }
+    check_head_values(&path, &kind)?;
     let aws = [&p.region, &p.aws_access_key_id, &p.aws_secret_access_key, &p.aws_session_token];
     if aws.iter().any(|v| v.is_some()) && !matches!(kind, ProviderKind::Bedrock { .. }) {
         return Err(invalid(format!("{path}.region"), "region and aws_* keys only apply to kind \"bedrock\""));
@@ -677,6 +687,56 @@ fn validate_provider(
     })
 }
 
+/// Refuses a value that would go into a provider request's head unsafe to
+/// copy there: keys and versions become header values (or, for Azure's
+/// `api_version`, part of the URL), written as they are, so a CR or LF in
+/// one would let the config file (or an environment variable expanded into
+/// it) write headers of its own. The error names the field, never the value.
+fn check_head_values(path: &str, kind: &ProviderKind) -> Result<(), ConfigError> {
+    let header = |field: &str, value: &str| {
+        if crate::http::codec::is_header_value_safe(value.as_bytes()) {
+            Ok(())
+        } else {
+            Err(invalid(
+                format!("{path}.{field}"),
+                "must be printable ASCII (it is sent in an HTTP header): no control characters such as CR or LF, no non-ASCII",
+            ))
+        }
+    };
+    match kind {
+        ProviderKind::OpenAi { api_key: Some(key), .. } | ProviderKind::Gemini { api_key: key, .. } => {
+            header("api_key", key)
+        }
+        ProviderKind::Azure { api_key, style, .. } => {
+            header("api_key", api_key)?;
+            let version = match style {
+                AzureStyle::Deployments { api_version } => Some(api_version),
+                AzureStyle::V1 { api_version } => api_version.as_ref(),
+            };
+            let url_safe =
+                |v: &str| v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            match version {
+                Some(v) if !url_safe(v) => Err(invalid(
+                    format!("{path}.api_version"),
+                    "may hold only letters, digits and - . _ ~ (it is sent in the URL)",
+                )),
+                _ => Ok(()),
+            }
+        }
+        ProviderKind::Anthropic { api_key, version, .. } => {
+            header("api_key", api_key)?;
+            header("api_version", version)
+        }
+        ProviderKind::Bedrock { auth: BedrockAuth::ApiKey(key), .. } => header("api_key", key),
+        ProviderKind::Bedrock { auth: BedrockAuth::SigV4(c), .. } => {
+            header("aws_access_key_id", &c.access_key_id)?;
+            header("aws_secret_access_key", &c.secret_access_key)?;
+            c.session_token.as_deref().map_or(Ok(()), |t| header("aws_session_token", t))
+        }
+        ProviderKind::OpenAi { api_key: None, .. } | ProviderKind::Ollama { .. } | ProviderKind::Mock => Ok(()),
+    }
+}
+
 /// Parses `http(s)://host[:port][/path]`. A trailing endpoint path that users
 /// often paste (`/chat/completions`, `/embeddings`) and trailing slashes are
 /// removed.
@@ -688,6 +748,11 @@ pub fn parse_endpoint(url: &str, tls_ca_file: Option<PathBuf>) -> Result<Endpoin
     } else {
         return Err(format!("`{url}` must start with http:// or https://"));
     };
+    // The host goes into the Host header and the path into the request
+    // line, as they are.
+    if !rest.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces or control characters".to_owned());
+    }
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
         return Err(format!("`{url}` is not a plain http(s)://host[:port]/path URL"));
@@ -897,6 +962,41 @@ mod tests {
         assert!(err("[providers.x]\nkind=\"openai\"\nbase_url=\"ftp://a\"\nmodels=[\"m\"]").contains("http"));
         assert!(err("[providers.x]\nkind=\"mock\"\nmodels=[]").contains("at least one model"));
         assert!(err("[[keys]]\nname=\"a\"\nkey=\"short\"").contains("8 characters"));
+    }
+
+    #[test]
+    fn values_that_become_request_heads_must_be_safe_there() {
+        let injected = "k\\r\\nx-evil: 1";
+        let cases = [
+            (format!("kind=\"openai\"\napi_key=\"{injected}\""), "providers.x.api_key"),
+            (format!("kind=\"gemini\"\nbase_url=\"https://a\"\napi_key=\"{injected}\""), "providers.x.api_key"),
+            (format!("kind=\"azure\"\nbase_url=\"https://a\"\napi_key=\"{injected}\""), "providers.x.api_key"),
+            (
+                "kind=\"azure\"\nbase_url=\"https://a\"\napi_key=\"k\"\napi_version=\"2024 HTTP/1.1\"".to_owned(),
+                "providers.x.api_version",
+            ),
+            (
+                format!("kind=\"anthropic\"\nbase_url=\"https://a\"\napi_key=\"k\"\napi_version=\"{injected}\""),
+                "providers.x.api_version",
+            ),
+            (format!("kind=\"anthropic\"\nbase_url=\"https://a\"\napi_key=\"{injected}\""), "providers.x.api_key"),
+            (format!("kind=\"bedrock\"\nregion=\"us-east-1\"\napi_key=\"{injected}\""), "providers.x.api_key"),
+            (
+                format!(
+                    "kind=\"bedrock\"\nregion=\"us-east-1\"\naws_access_key_id=\"a\"\naws_secret_access_key=\"s\"\naws_session_token=\"{injected}\""
+                ),
+                "providers.x.aws_session_token",
+            ),
+            ("kind=\"openai\"\nbase_url=\"http://a/v1\\r\\nx-evil: 1\"".to_owned(), "providers.x.base_url"),
+            ("kind=\"openai\"\napi_key=\"sk-café\"".to_owned(), "providers.x.api_key"),
+        ];
+        for (provider, field) in cases {
+            let e = err(&format!("[providers.x]\nmodels=[\"m\"]\n{provider}"));
+            assert!(e.starts_with(&format!("{field}:")), "{provider}: {e}");
+            assert!(!e.contains("x-evil"), "the value is not echoed: {e}");
+        }
+        let fine = "[providers.x]\nkind=\"anthropic\"\nbase_url=\"https://a\"\napi_key=\"sk-ant-a b\"\napi_version=\"2023-06-01\"\nmodels=[\"m\"]";
+        assert!(parse(fine, no_env).is_ok());
     }
 
     #[test]

@@ -54,6 +54,14 @@ pub enum GatewayError {
     /// The provider answered with an error status; its body is passed on.
     #[error("Provider `{provider}` answered {status}")]
     Upstream { provider: String, status: u16, body: Vec<u8>, forward: Vec<(String, String)> },
+    /// The provider refused corelay's own credentials for it (its 401 or
+    /// 403, or an error that means that). The client's request is not at
+    /// fault and its key is fine, so the client gets a 502 naming the
+    /// provider, never the provider's auth failure as its own; `message` is
+    /// the provider's, with anything that looks like a key taken out (see
+    /// [`GatewayError::provider_auth`]).
+    #[error("Provider `{provider}` rejected the gateway's credentials for it (provider status {status}): {message}")]
+    ProviderAuth { provider: String, status: u16, message: String, forward: Vec<(String, String)> },
     /// The client's request cannot be translated for the provider.
     #[error("{0}")]
     Translate(translate::error::Error),
@@ -82,12 +90,14 @@ impl GatewayError {
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::Upstream { .. }
+            | GatewayError::ProviderAuth { .. }
             | GatewayError::Provider { .. } => Source::Provider,
             GatewayError::Internal(_) => Source::Internal,
         }
     }
 
     /// Whether another attempt (on this or another deployment) could succeed.
+    /// `ProviderAuth` is not: the same credentials fail the same way.
     pub fn retryable(&self) -> bool {
         match self {
             GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => true,
@@ -113,6 +123,15 @@ impl GatewayError {
         }
     }
 
+    /// The provider refused corelay's credentials: `message` is what it
+    /// said, kept to `PROVIDER_MESSAGE_CHARS_MAX` characters with anything
+    /// that looks like a key redacted (OpenAI's 401 quotes the start and end
+    /// of the key it was given).
+    pub fn provider_auth(provider: &str, status: u16, message: &str, forward: Vec<(String, String)>) -> GatewayError {
+        let message: String = message.trim().chars().take(PROVIDER_MESSAGE_CHARS_MAX).collect();
+        GatewayError::ProviderAuth { provider: provider.to_owned(), status, message: redact_secrets(&message), forward }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::BadRequest(_) => 400,
@@ -123,7 +142,9 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::ClientTimeout(_) => 408,
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamBadResponse { .. } => 502,
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::UpstreamBadResponse { .. }
+            | GatewayError::ProviderAuth { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
             GatewayError::Upstream { status, .. } => *status,
             GatewayError::Translate(translate::error::Error::Provider(_)) => 502,
@@ -148,6 +169,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),
+            GatewayError::ProviderAuth { .. } => ("upstream_error", Some("upstream_auth_failed")),
             GatewayError::Upstream { .. } => ("upstream_error", None),
             GatewayError::Translate(translate::error::Error::Provider(_)) => {
                 ("upstream_error", Some("bad_upstream_response"))
@@ -194,6 +216,7 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
     }
     let headers = match error {
         GatewayError::MethodNotAllowed { allow, .. } => vec![("allow".to_owned(), (*allow).to_owned())],
+        GatewayError::ProviderAuth { forward, .. } => forward.clone(),
         _ => Vec::new(),
     };
     let status = error.status();
@@ -214,6 +237,37 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
         }
     };
     (status, headers, body)
+}
+
+/// The most of a provider's message an error carries to the client.
+const PROVIDER_MESSAGE_CHARS_MAX: usize = 500;
+
+/// `text` with every word that looks like a credential replaced by
+/// `[redacted]`: API keys by their prefixes (`sk-`, `sk_`, `sk-ant-`,
+/// `AIza`, AWS `AKIA`/`ASIA`), masked keys (`****`), and any long run of
+/// base64 or hex that mixes letters and digits. A word is a run of ASCII
+/// letters, digits and `-_+/=*`.
+pub fn redact_secrets(text: &str) -> String {
+    const WORD_BYTES_SECRET_MIN: usize = 20;
+    fn is_word(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+' | '/' | '=' | '*')
+    }
+    fn looks_secret(word: &str) -> bool {
+        let prefixed = ["sk-", "sk_", "AIza", "AKIA", "ASIA"].iter().any(|p| word.starts_with(p)) && word.len() >= 8;
+        let mixed = word.bytes().any(|b| b.is_ascii_digit()) && word.bytes().any(|b| b.is_ascii_alphabetic());
+        prefixed || word.contains("****") || (word.len() >= WORD_BYTES_SECRET_MIN && mixed)
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        out.push_str(if looks_secret(word) { "[redacted]" } else { word });
+        let gap = after.find(is_word).unwrap_or(after.len());
+        out.push_str(&after[..gap]);
+        rest = &after[gap..];
+    }
+    out
 }
 
 /// Whether an error body is in OpenAI's or Anthropic's shape (both have
@@ -273,6 +327,38 @@ mod tests {
                 assert!(v["error"].get(key).is_some(), "{key} missing in {}", String::from_utf8_lossy(&body));
             }
         }
+    }
+
+    #[test]
+    fn keys_in_provider_messages_are_redacted() {
+        let cases = [
+            (
+                "Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "Incorrect API key provided: [redacted]. You can find your API key at https://platform.openai.com/account/api-keys.",
+            ),
+            ("invalid x-api-key sk-ant-api03-AbC_dEf-123", "invalid x-api-key [redacted]"),
+            ("API key not valid: AIzaSyA1b2C3d4E5f6G7h8", "API key not valid: [redacted]"),
+            ("The security token AKIAIOSFODNN7EXAMPLE is invalid.", "The security token [redacted] is invalid."),
+            ("token 9f86d081884c7d659a2feaa0c55ad015 (hex)", "token [redacted] (hex)"),
+            ("authentication_error: permission_denied", "authentication_error: permission_denied"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_secrets(text), want);
+        }
+    }
+
+    #[test]
+    fn a_provider_refusing_its_credentials_is_a_502_in_either_dialect() {
+        let e = GatewayError::provider_auth("openai", 401, "Incorrect API key provided: sk-proj-****abcd.", vec![]);
+        let (status, _, body) = rescue(&e, Dialect::OpenAi);
+        assert_eq!(status, 502);
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.contains("\"code\":\"upstream_auth_failed\"") && text.contains("`openai`"), "{text}");
+        assert!(!text.contains("abcd") && !text.contains("invalid_api_key"), "{text}");
+        let (status, _, body) = rescue(&e, Dialect::Anthropic);
+        assert_eq!(status, 502);
+        assert!(String::from_utf8(body).unwrap().contains("\"type\":\"api_error\""));
+        assert!(!e.retryable());
     }
 
     #[test]

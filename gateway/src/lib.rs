@@ -9,6 +9,7 @@
 //! - [`error`]: the error type and the one place errors become responses.
 //! - [`mock`]: the in-process `mock` provider kind.
 //! - [`sigv4`]: AWS SigV4 signing and the model path for Bedrock.
+//! - [`sys`]: the one module with `unsafe`: socket calls monoio lacks.
 
 pub mod config;
 pub mod error;
@@ -18,4 +19,5 @@ pub mod pipeline;
 pub mod runtime;
 pub mod shard;
 pub mod sigv4;
+pub mod sys;
 pub mod upstream;

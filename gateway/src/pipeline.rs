@@ -23,7 +23,7 @@ use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, ProviderKind}
 use translate::stream::Dialect as Wire;
 
 use crate::error::{Dialect, GatewayError};
-use crate::http::codec::{Method, RequestHead, ResponseHead};
+use crate::http::codec::{self, Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
 use crate::mock;
 use crate::shard::{Counter, Shard, Snapshot};
@@ -35,6 +35,8 @@ pub struct Request<'a> {
     /// The buffer the head's ranges point into.
     pub buf: &'a [u8],
     pub body: &'a [u8],
+    /// The dialect of the path it came in by: see [`front_door`].
+    pub front: Dialect,
 }
 
 impl Request<'_> {
@@ -45,6 +47,16 @@ impl Request<'_> {
 
     fn header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
         range.as_ref().map(|r| &self.buf[r.clone()])
+    }
+
+    /// An `anthropic-*` header to forward to an Anthropic provider: only
+    /// from a client of Anthropic's front door, only when it has a value,
+    /// and only when that value is safe to copy into a head.
+    fn anthropic_header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
+        if self.front != Dialect::Anthropic {
+            return None;
+        }
+        self.header(range).filter(|v| !v.trim_ascii().is_empty() && codec::is_header_value_safe(v))
     }
 }
 
@@ -297,16 +309,15 @@ async fn chat(
     let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
     }
     if peek.stream && is_event_stream(&conn, &head) {
         let usage =
             if front == Dialect::Anthropic { StreamUsage::Anthropic } else { StreamUsage::OpenAi { hide: want_usage } };
-        forward_stream(shard, snapshot, resolved.deployment_index, provider, conn, head, usage, responder, scratch)
-            .await;
+        forward_stream(shard, snapshot, provider, conn, head, usage, responder, scratch).await;
         return Ok(());
     }
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, front, responder, scratch).await
+    forward_whole(shard, snapshot, provider, conn, head, front, responder, scratch).await
 }
 
 /// How a translated request is written for a deployment's kind.
@@ -383,7 +394,7 @@ async fn translated(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(snapshot, provider, dialect, conn, &head, scratch).await);
+        return Err(provider_error(shard, snapshot, provider, dialect, conn, &head, scratch).await);
     }
     let id = answer_id(front);
     let model = resolved.upstream_model;
@@ -396,21 +407,10 @@ async fn translated(
             json_tool: written.json_tool,
         };
         let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
-        translate_stream(
-            shard,
-            snapshot,
-            resolved.deployment_index,
-            provider,
-            conn,
-            head,
-            translator,
-            responder,
-            scratch,
-        )
-        .await;
+        translate_stream(shard, snapshot, provider, conn, head, translator, responder, scratch).await;
         return Ok(());
     }
-    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
@@ -538,9 +538,9 @@ async fn translated_count_tokens(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
+        return Err(provider_error(shard, snapshot, provider, wire, conn, &head, scratch).await);
     }
-    read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
     let tokens = tokens(&scratch.body).ok_or_else(|| {
         GatewayError::Translate(translate::error::Error::Provider("the token count answer holds no count".into()))
     })?;
@@ -630,10 +630,10 @@ async fn pass_through_whole(
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(upstream_error(snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
     }
     let dialect = if operation == Operation::CountTokens { Dialect::Anthropic } else { Dialect::OpenAi };
-    forward_whole(shard, snapshot, resolved.deployment_index, provider, conn, head, dialect, responder, scratch).await
+    forward_whole(shard, snapshot, provider, conn, head, dialect, responder, scratch).await
 }
 
 /// Embeddings from Gemini (`batchEmbedContents`) or Bedrock (Titan, Cohere
@@ -667,9 +667,9 @@ async fn translated_embeddings(
         build_request(&mut scratch.request, call_spec, request, false, &scratch.body);
         let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
         if head.status >= 300 {
-            return Err(provider_error(snapshot, provider, wire, conn, &head, scratch).await);
+            return Err(provider_error(shard, snapshot, provider, wire, conn, &head, scratch).await);
         }
-        read_whole(shard, snapshot, resolved.deployment_index, provider, conn, &head, scratch).await?;
+        read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
         collected.add(&scratch.body).map_err(GatewayError::Translate)?;
     }
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
@@ -745,11 +745,14 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
         ProviderKind::Anthropic { api_key, version, .. } => {
             out.extend_from_slice(b"\r\nx-api-key: ");
             out.extend_from_slice(api_key.as_bytes());
-            // The client's version and betas when it speaks Anthropic itself.
+            // The client's version and betas when it speaks Anthropic itself;
+            // an OpenAI client's request was written by corelay for the
+            // configured version, whatever headers it sent.
             out.extend_from_slice(b"\r\nanthropic-version: ");
-            let client_version = client.header(&client.head.anthropic_version).filter(|v| is_header_safe(v));
-            out.extend_from_slice(client_version.unwrap_or(version.as_bytes()));
-            if let Some(beta) = client.header(&client.head.anthropic_beta).filter(|v| is_header_safe(v)) {
+            out.extend_from_slice(
+                client.anthropic_header(&client.head.anthropic_version).unwrap_or(version.as_bytes()),
+            );
+            if let Some(beta) = client.anthropic_header(&client.head.anthropic_beta) {
                 out.extend_from_slice(b"\r\nanthropic-beta: ");
                 out.extend_from_slice(beta);
             }
@@ -802,11 +805,6 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
     out.extend_from_slice(body);
 }
 
-/// A client header value that can be copied into a request head as is.
-fn is_header_safe(value: &[u8]) -> bool {
-    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-}
-
 /// Percent-encodes one path segment (an Azure deployment name).
 fn percent_encode_segment(out: &mut Vec<u8>, segment: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -828,13 +826,16 @@ async fn send(
     endpoint: &Endpoint,
     scratch: &mut Scratch,
 ) -> Result<(Conn, ResponseHead), GatewayError> {
-    let dns = shard.dns();
+    // The index means a deployment of the request's own generation: the
+    // addresses and the pool must be of that generation too.
+    let refreshed = shard.dns_of(snapshot.generation);
+    let dns = refreshed.as_deref().unwrap_or(&snapshot.dns);
     let pool = shard.pool();
     let index = resolved.deployment_index;
     let target = Target {
+        generation: snapshot.generation,
         deployment: index,
-        scheme: endpoint.scheme,
-        host: &endpoint.host,
+        endpoint,
         addrs: dns.get(index).map_or(&[][..], Vec::as_slice),
         tls: snapshot.tls.get(index).and_then(Option::as_ref),
     };
@@ -857,8 +858,10 @@ fn is_event_stream(conn: &Conn, head: &ResponseHead) -> bool {
         .is_some_and(|r| conn.head_bytes(r.clone()).windows(17).any(|w| w.eq_ignore_ascii_case(b"text/event-stream")))
 }
 
-/// Reads an error answer and turns it into the error the client gets.
+/// Reads an error answer and turns it into the error the client gets. The
+/// connection goes back to the pool when the answer was read whole.
 async fn upstream_error(
+    shard: &Shard,
     snapshot: &Snapshot,
     provider: &str,
     mut conn: Conn,
@@ -879,12 +882,36 @@ async fn upstream_error(
         .iter()
         .map(|(n, v)| (lossy(conn.head_bytes(n.clone())), lossy(conn.head_bytes(v.clone()))))
         .collect();
+    if head.keep_alive && body_reader.is_done() {
+        shard.pool().put(conn);
+    }
+    if matches!(head.status, 401 | 403) {
+        // The provider refused corelay's key, not the client's.
+        return GatewayError::provider_auth(provider, head.status, &error_message(&scratch.body), forward);
+    }
     GatewayError::Upstream { provider: provider.to_owned(), status: head.status, body: scratch.body.clone(), forward }
+}
+
+/// The message of a provider's error body: `error.message` (OpenAI,
+/// Anthropic, Gemini), `message` or `Message` (Bedrock), else the body as
+/// text.
+fn error_message(body: &[u8]) -> String {
+    use sonic_rs::JsonValueTrait;
+    let paths: [&[&str]; 3] = [&["error", "message"], &["message"], &["Message"]];
+    for path in paths {
+        if let Ok(v) = sonic_rs::get(body, path)
+            && let Some(text) = v.as_str()
+        {
+            return text.to_owned();
+        }
+    }
+    lossy(body)
 }
 
 /// Reads a provider's error answer in its dialect, for a client of the
 /// other dialect.
 async fn provider_error(
+    shard: &Shard,
     snapshot: &Snapshot,
     provider: &str,
     dialect: Wire,
@@ -893,12 +920,17 @@ async fn provider_error(
     scratch: &mut Scratch,
 ) -> GatewayError {
     let error_type = head.error_type.clone().map(|r| lossy(conn.head_bytes(r)));
-    match upstream_error(snapshot, provider, conn, head, scratch).await {
+    match upstream_error(shard, snapshot, provider, conn, head, scratch).await {
         GatewayError::Upstream { provider, status, body, forward } => {
             let error = match dialect {
                 Wire::Bedrock => translate::bedrock::response::parse_error(status, &body, error_type.as_deref()),
                 other => translate::parse_error(other, status, &body),
             };
+            use translate::error::ErrorKind;
+            // Gemini says API_KEY_INVALID with a 400: what counts is the meaning.
+            if matches!(error.kind, ErrorKind::Authentication | ErrorKind::Permission) {
+                return GatewayError::provider_auth(&provider, status, &error.message, forward);
+            }
             GatewayError::Provider { provider, error, forward }
         }
         other => other,
@@ -916,7 +948,6 @@ fn lossy(bytes: &[u8]) -> String {
 async fn read_whole(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: &ResponseHead,
@@ -930,7 +961,7 @@ async fn read_whole(
         .await
         .map_err(|e| GatewayError::from_upstream(provider, e))?;
     if head.keep_alive {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
     Ok(())
 }
@@ -940,7 +971,6 @@ async fn read_whole(
 async fn forward_whole(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -967,7 +997,7 @@ async fn forward_whole(
     let sent = responder.send(head.status, content_type, &headers, &scratch.body).await;
     drop(headers);
     if head.keep_alive {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
     }
     ignore_io(sent)
 }
@@ -978,7 +1008,6 @@ async fn forward_whole(
 async fn forward_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -1003,37 +1032,26 @@ async fn forward_stream(
     let mut failure = None;
     loop {
         scratch.body.clear();
+        scratch.events.clear();
+        let mut overflow = false;
+        let mut ended = false;
+        let mut on_piece = |piece: Piece<'_>| match piece {
+            Piece::Event(event) => forward_event(event, usage_of, &mut usage, &mut scratch.events),
+            Piece::Overflow => overflow = true,
+        };
         match body.next(&mut conn, &mut scratch.body, idle).await {
-            Ok(true) => {}
-            Ok(false) => break,
+            Ok(true) => splitter.feed(&scratch.body, on_piece),
+            // A last event that lacks its blank line is still forwarded,
+            // completed with one.
+            Ok(false) => {
+                splitter.finish(&mut on_piece);
+                ended = true;
+            }
             Err(e) => {
                 failure = Some(GatewayError::from_upstream(provider, e));
                 break;
             }
         }
-        scratch.events.clear();
-        let mut overflow = false;
-        splitter.feed(&scratch.body, |piece| match (piece, usage_of) {
-            (Piece::Event(event), StreamUsage::Anthropic) => {
-                translate::anthropic::stream::event_usage(event, usage.get_or_insert_default());
-                scratch.events.extend_from_slice(event);
-            }
-            (Piece::Event(event), StreamUsage::OpenAi { hide }) => match openai::classify_chunk(event) {
-                ChunkKind::UsageOnly(u) => {
-                    usage = Some(u);
-                    if !hide {
-                        scratch.events.extend_from_slice(event);
-                    }
-                }
-                ChunkKind::WithUsage(u) => {
-                    usage = Some(u);
-                    scratch.events.extend_from_slice(event);
-                }
-                ChunkKind::Done | ChunkKind::Other if hide => strip_null_usage(event, &mut scratch.events),
-                ChunkKind::Done | ChunkKind::Other => scratch.events.extend_from_slice(event),
-            },
-            (Piece::Overflow, _) => overflow = true,
-        });
         if responder.stream(&scratch.events).await.is_err() {
             // The client left: drop the upstream connection with it.
             account(shard, usage);
@@ -1044,6 +1062,9 @@ async fn forward_stream(
                 provider: provider.to_owned(),
                 source: upstream::UpstreamError::TooLarge,
             });
+            break;
+        }
+        if ended {
             break;
         }
     }
@@ -1067,7 +1088,32 @@ async fn forward_stream(
     }
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
-        shard.pool().put(deployment_index, conn);
+        shard.pool().put(conn);
+    }
+}
+
+/// Copies one event of a same-dialect stream to `out`, reading its usage on
+/// the way, and leaving out what the client did not ask for.
+fn forward_event(event: &[u8], usage_of: StreamUsage, usage: &mut Option<translate::Usage>, out: &mut Vec<u8>) {
+    match usage_of {
+        StreamUsage::Anthropic => {
+            translate::anthropic::stream::event_usage(event, usage.get_or_insert_default());
+            out.extend_from_slice(event);
+        }
+        StreamUsage::OpenAi { hide } => match openai::classify_chunk(event) {
+            ChunkKind::UsageOnly(u) => {
+                *usage = Some(u);
+                if !hide {
+                    out.extend_from_slice(event);
+                }
+            }
+            ChunkKind::WithUsage(u) => {
+                *usage = Some(u);
+                out.extend_from_slice(event);
+            }
+            ChunkKind::Done | ChunkKind::Other if hide => strip_null_usage(event, out),
+            ChunkKind::Done | ChunkKind::Other => out.extend_from_slice(event),
+        },
     }
 }
 
@@ -1085,7 +1131,6 @@ enum StreamUsage {
 async fn translate_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    deployment_index: usize,
     provider: &str,
     mut conn: Conn,
     head: ResponseHead,
@@ -1123,9 +1168,15 @@ async fn translate_stream(
     }
     account(shard, translator.usage());
     let ended = responder.end_stream().await;
-    // The connection is reusable only if its body was read to the end.
-    if ended.is_ok() && head.keep_alive && body.is_done() && translator.state() == State::Done {
-        shard.pool().put(deployment_index, conn);
+    // The connection is reusable only if its body was read to the end. The
+    // translator is done at the dialect's last event, usually before the
+    // chunked terminator after it was read: that is read now.
+    if ended.is_ok()
+        && head.keep_alive
+        && translator.state() == State::Done
+        && (body.is_done() || body.skip_rest(&mut conn, &mut scratch.body).await)
+    {
+        shard.pool().put(conn);
     }
 }
 

@@ -25,8 +25,8 @@ pub enum Control {
     Shutdown,
     /// Freshly resolved addresses from the resolver thread.
     Dns(u64, DnsTable),
-    /// A validated new configuration (SIGHUP).
-    Reload(Box<Snapshot>, DnsTable),
+    /// A validated new configuration (SIGHUP), its addresses resolved.
+    Reload(Box<Snapshot>),
 }
 
 /// The configuration the shards run, as far as reloads are concerned.
@@ -124,7 +124,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
     let dns = resolve_all(&config);
     let listeners = bind_listeners(config.listen, shards)?;
     let addr = listeners[0].local_addr().map_err(|e| StartError::Bind { addr: config.listen, source: e })?;
-    let snapshot = Snapshot::new(0, config, tls);
+    let snapshot = Snapshot::new(0, config, tls, dns);
     let driver = driver_name(snapshot.config.driver);
     let cpus = if snapshot.config.pin_shards { allowed_cpus() } else { Vec::new() };
     let capacity = crate::config::defaults::CONTROL_CHANNEL_CAPACITY;
@@ -138,13 +138,12 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         links.push(ShardLink { commands: cmd_tx, bell: bell_tx });
         let inbox = Inbox { commands: cmd_rx, bell: bell_rx };
         let shard_snapshot = snapshot.clone();
-        let shard_dns = dns.clone();
         let reports = report_tx.clone();
         let ready = ready_tx.clone();
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("corelay-shard-{id}"))
-            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, &shard_dns, inbox, reports, ready))
+            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, inbox, reports, ready))
             .map_err(StartError::Thread)?;
         shard_threads.push(thread);
     }
@@ -241,8 +240,8 @@ impl Handle {
         let tls = tls_configs(&config).map_err(|e| e.to_string())?;
         let dns = resolve_all(&config);
         let generation = live.generation + 1;
-        let snapshot = Snapshot::new(generation, config.clone(), tls);
-        self.control.send(Control::Reload(Box::new(snapshot), dns)).map_err(|_| "gateway is stopping".to_owned())?;
+        let snapshot = Snapshot::new(generation, config.clone(), tls, dns);
+        self.control.send(Control::Reload(Box::new(snapshot))).map_err(|_| "gateway is stopping".to_owned())?;
         let _ = self.resolver.send((generation, config.clone()));
         *live = Live { generation, config };
         Ok(generation)
@@ -312,7 +311,6 @@ fn shard_main(
     cpu: Option<usize>,
     listener: TcpListener,
     snapshot: &Snapshot,
-    dns: &DnsTable,
     inbox: Inbox,
     reports: Sender<Report>,
     ready: Sender<Result<(), String>>,
@@ -322,7 +320,7 @@ fn shard_main(
     {
         eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
     }
-    let shard = Rc::new(Shard::new(id, snapshot, dns));
+    let shard = Rc::new(Shard::new(id, snapshot));
     let entries = 1024;
     let body = run_shard(shard, listener, inbox, reports, ready.clone());
     let built = match snapshot.config.driver {
@@ -465,8 +463,8 @@ fn control_plane(
                 Ok(Control::Dns(generation, table)) => {
                     dropped += broadcast(&links, &Command::Dns(generation, Arc::new(table)));
                 }
-                Ok(Control::Reload(snapshot, dns)) => {
-                    dropped += broadcast(&links, &Command::Config(Arc::from(snapshot), Arc::new(dns)));
+                Ok(Control::Reload(snapshot)) => {
+                    dropped += broadcast(&links, &Command::Config(Arc::from(snapshot)));
                 }
                 Err(_) => {}
             },

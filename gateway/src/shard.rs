@@ -6,6 +6,14 @@
 //! running finish on the values they started with. Counters are plain
 //! `Cell`s, reported to the control plane on a tick.
 //!
+//! Deployments are numbered in the order of the config file's provider
+//! names, so a reload that adds or removes a provider renumbers them. Every
+//! index is therefore read with the generation it belongs to: a request
+//! takes one snapshot once its head has arrived and keeps it; its addresses
+//! are those resolved for that snapshot's generation; and the pool, which
+//! belongs to one generation, lends and takes back only connections opened
+//! for that generation's deployment of that index (see `upstream::Pool`).
+//!
 //! Control input arrives on a bounded crossbeam channel. Crossbeam cannot be
 //! awaited, so each send is followed by a ring on a flume doorbell that the
 //! shard awaits: a command is seen at once, and an idle shard does not wake.
@@ -23,9 +31,9 @@ use crate::upstream::Pool;
 /// What the control plane tells a shard.
 #[derive(Clone)]
 pub enum Command {
-    /// A new configuration and its resolved addresses; the shard swaps them
+    /// A new configuration with its resolved addresses; the shard swaps it
     /// in for new requests.
-    Config(Arc<Snapshot>, Arc<DnsTable>),
+    Config(Arc<Snapshot>),
     /// Freshly resolved provider addresses for the config of this generation.
     Dns(u64, Arc<DnsTable>),
     /// Counters summed over all shards, for `/metrics`.
@@ -54,12 +62,27 @@ pub struct Snapshot {
     pub tls: Vec<Option<Arc<rustls::ClientConfig>>>,
     /// Key digest to index in `config.keys`.
     pub keys: HashMap<[u8; 32], usize>,
+    /// Addresses per deployment as resolved when this snapshot was built.
+    /// The shard's refreshed table replaces them while this generation is
+    /// current; a request that outlives its generation keeps these.
+    pub dns: DnsTable,
 }
 
 impl Snapshot {
-    pub fn new(generation: u64, config: Config, tls: Vec<Option<Arc<rustls::ClientConfig>>>) -> Snapshot {
+    pub fn new(
+        generation: u64,
+        config: Config,
+        tls: Vec<Option<Arc<rustls::ClientConfig>>>,
+        dns: DnsTable,
+    ) -> Snapshot {
         let keys = config.keys.iter().enumerate().map(|(i, k)| (k.secret_sha256, i)).collect();
-        Snapshot { generation, config, tls, keys }
+        Snapshot { generation, config, tls, keys, dns }
+    }
+
+    /// A connection pool for this snapshot's deployments.
+    fn pool(&self) -> Pool {
+        let origins = self.config.deployments.iter().map(|d| d.kind.endpoint().map(|e| e.origin())).collect();
+        Pool::new(self.generation, origins, &self.config.upstream)
     }
 
     pub fn auth_required(&self) -> bool {
@@ -127,15 +150,15 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shard {
-    pub fn new(id: usize, snapshot: &Snapshot, dns: &DnsTable) -> Shard {
+    pub fn new(id: usize, snapshot: &Snapshot) -> Shard {
         // A deep copy per shard: reference counts touched on every request
         // must not be shared with other cores.
         let snapshot = Rc::new(snapshot.clone());
-        let pool = Rc::new(Pool::new(snapshot.config.deployments.len(), &snapshot.config.upstream));
+        let pool = Rc::new(snapshot.pool());
         Shard {
             id,
+            dns: RefCell::new(Rc::new(snapshot.dns.clone())),
             snapshot: RefCell::new(snapshot),
-            dns: RefCell::new(Rc::new(dns.clone())),
             pool: RefCell::new(pool),
             totals: RefCell::new(Arc::new(Totals::default())),
             counters: std::array::from_fn(|_| Cell::new(0)),
@@ -149,8 +172,11 @@ impl Shard {
         self.snapshot.borrow().clone()
     }
 
-    pub fn dns(&self) -> Rc<DnsTable> {
-        self.dns.borrow().clone()
+    /// The freshest addresses for the deployments of `generation`, while it
+    /// is the current one; `None` once a reload replaced it (the request
+    /// then uses its snapshot's own table).
+    pub fn dns_of(&self, generation: u64) -> Option<Rc<DnsTable>> {
+        (self.snapshot.borrow().generation == generation).then(|| self.dns.borrow().clone())
     }
 
     pub fn pool(&self) -> Rc<Pool> {
@@ -196,12 +222,13 @@ impl Shard {
     /// Applies one command. Returns true for `Drain`.
     pub fn apply(&self, command: Command) -> bool {
         match command {
-            Command::Config(snapshot, dns) => {
+            Command::Config(snapshot) => {
                 let snapshot = Rc::new((*snapshot).clone());
-                *self.dns.borrow_mut() = Rc::new((*dns).clone());
-                // Deployment indexes may have changed: start a fresh pool.
-                *self.pool.borrow_mut() =
-                    Rc::new(Pool::new(snapshot.config.deployments.len(), &snapshot.config.upstream));
+                *self.dns.borrow_mut() = Rc::new(snapshot.dns.clone());
+                // Deployment indexes may have changed: a fresh pool of the
+                // new generation. Connections of the old one still in use
+                // are refused by it when their requests end.
+                *self.pool.borrow_mut() = Rc::new(snapshot.pool());
                 *self.snapshot.borrow_mut() = snapshot;
             }
             Command::Dns(generation, table) => {

@@ -2,20 +2,33 @@
 //! per-deployment pool.
 //!
 //! Each shard owns its pool outright (`RefCell`, no locks): a connection is
-//! only ever used by the shard that opened it. Addresses come from the DNS
+//! only ever used by the shard that opened it. A pool belongs to one config
+//! generation, whose deployment indexes it uses; every connection carries
+//! the generation, deployment index and origin it was opened for, and the
+//! pool lends and takes back only its own. A reload renumbers deployments,
+//! so without this a connection to one provider could come back under the
+//! index of another and carry the other's key to it. Addresses come from the DNS
 //! table the control plane resolves off-shard, so connecting never blocks a
 //! shard on `getaddrinfo`. TLS is rustls through monoio-rustls, with the
 //! webpki roots plus an optional private CA per deployment.
 //!
 //! A request goes out on an idle pooled connection when there is one. A
-//! pooled connection may have been closed by the provider while it sat idle;
-//! if it fails before any response byte arrives, the request is sent once
-//! more on a fresh connection. That retry is safe because the provider never
-//! saw a complete request it could have acted on and answered.
+//! pooled connection may have been closed by the provider while it sat idle,
+//! so it is checked first (without blocking): one with anything waiting on
+//! it (the provider's close, a reset, stray bytes) is dropped unused. The
+//! request is sent a second time, on a fresh connection, in one case only:
+//! the connection came from the pool and writing the request to it failed,
+//! so the provider never had the whole request. Once a request was written
+//! whole, nothing is retried: a provider that closes or resets before its
+//! first response byte may have read the request, run it and billed it, and
+//! a POST must not run twice. A fresh connection is never retried.
+//! (A provider that closes an idle connection at the very moment a request
+//! goes out on it is indistinguishable from that; the client gets a 502.)
 
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +36,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::config::{Scheme, UpstreamLimits};
+use crate::config::{Endpoint, Scheme, UpstreamLimits};
 use crate::http::codec::{self, ChunkedDecoder, Framing, ResponseHead};
 
 /// A connection to a provider, plain or TLS.
@@ -107,6 +120,8 @@ pub enum UpstreamError {
 /// past the response head: the start of the body.
 pub struct Conn {
     io: Io,
+    /// The socket under `io`, for [`crate::sys::has_input`].
+    fd: RawFd,
     buf: Vec<u8>,
     /// Start of unread bytes in `buf`.
     pos: usize,
@@ -114,6 +129,11 @@ pub struct Conn {
     /// header ranges the pipeline reads until the exchange ends.
     keep: usize,
     reused: bool,
+    /// What the connection was opened for: only the pool of this config
+    /// generation takes it back, under this deployment, at this origin.
+    generation: u64,
+    deployment: usize,
+    origin: String,
 }
 
 struct Idle {
@@ -121,38 +141,61 @@ struct Idle {
     since: Instant,
 }
 
-/// One shard's connection pool: idle connections per deployment.
+/// One shard's connection pool for one config generation: idle connections
+/// per deployment.
 pub struct Pool {
+    generation: u64,
+    /// Per deployment index, the origin its connections go to (`None` for
+    /// the mock kind, which has none).
+    origins: Vec<Option<String>>,
     idle: RefCell<Vec<Vec<Idle>>>,
     idle_max: usize,
     idle_timeout: Duration,
 }
 
 impl Pool {
-    pub fn new(deployments: usize, limits: &UpstreamLimits) -> Pool {
+    pub fn new(generation: u64, origins: Vec<Option<String>>, limits: &UpstreamLimits) -> Pool {
         Pool {
-            idle: RefCell::new((0..deployments).map(|_| Vec::new()).collect()),
+            generation,
+            idle: RefCell::new(origins.iter().map(|_| Vec::new()).collect()),
+            origins,
             idle_max: limits.pool_idle_max,
             idle_timeout: Duration::from_millis(limits.pool_idle_timeout_ms),
         }
     }
 
-    /// The most recently used idle connection that has not expired.
-    fn take(&self, deployment: usize) -> Option<Conn> {
+    /// Whether a connection opened for `generation`, `deployment` and
+    /// `origin` belongs in this pool.
+    fn owns(&self, generation: u64, deployment: usize, origin: &str) -> bool {
+        generation == self.generation && self.origins.get(deployment).is_some_and(|o| o.as_deref() == Some(origin))
+    }
+
+    /// The most recently used idle connection that has not expired and has
+    /// nothing waiting on it (a provider's close shows as input). A request
+    /// of another generation gets none: its indexes mean other deployments
+    /// here.
+    fn take(&self, target: &Target<'_>) -> Option<Conn> {
+        if target.generation != self.generation {
+            return None;
+        }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(deployment)?;
+        let list = idle.get_mut(target.deployment)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < self.idle_timeout {
+            if entry.since.elapsed() < self.idle_timeout && !crate::sys::has_input(entry.conn.fd) {
                 return Some(entry.conn);
             }
         }
         None
     }
 
-    /// Returns a connection whose last response was read to its end.
-    pub fn put(&self, deployment: usize, mut conn: Conn) {
+    /// Returns a connection whose last response was read to its end. One
+    /// opened for another generation, deployment or origin is closed.
+    pub fn put(&self, mut conn: Conn) {
+        if !self.owns(conn.generation, conn.deployment, &conn.origin) {
+            return;
+        }
         let mut idle = self.idle.borrow_mut();
-        let Some(list) = idle.get_mut(deployment) else { return };
+        let Some(list) = idle.get_mut(conn.deployment) else { return };
         if list.len() >= self.idle_max || conn.pos != conn.buf.len() {
             return;
         }
@@ -170,18 +213,13 @@ impl Pool {
             list.retain(|e| e.since.elapsed() < timeout);
         }
     }
-
-    /// Number of idle connections to a deployment.
-    pub fn idle_count(&self, deployment: usize) -> usize {
-        self.idle.borrow().get(deployment).map_or(0, Vec::len)
-    }
 }
 
-/// Where and how to connect to one deployment.
+/// Where and how to connect to one deployment of one config generation.
 pub struct Target<'a> {
+    pub generation: u64,
     pub deployment: usize,
-    pub scheme: Scheme,
-    pub host: &'a str,
+    pub endpoint: &'a Endpoint,
     pub addrs: &'a [SocketAddr],
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
 }
@@ -205,15 +243,16 @@ pub async fn exchange(
     stats: &mut ExchangeStats,
 ) -> (Result<(Conn, ResponseHead), UpstreamError>, Vec<u8>) {
     let mut request = request;
-    if let Some(conn) = pool.take(target.deployment) {
+    if let Some(conn) = pool.take(target) {
         stats.reuses += 1;
         let (result, back) = send_on(conn, request, limits, head_timeout).await;
         request = back;
         match result {
             Ok(done) => return (Ok(done), request),
-            // The idle connection had gone stale: one more try, fresh.
-            Err(SendError::BeforeResponse(_)) => {}
-            Err(SendError::After(e)) => return (Err(e), request),
+            // The pooled connection broke while the request was written:
+            // the provider never had all of it. One more try, fresh.
+            Err(SendError::Unsent(_)) => {}
+            Err(SendError::Sent(e)) => return (Err(e), request),
         }
     }
     let conn = match connect(target, limits).await {
@@ -226,63 +265,70 @@ pub async fn exchange(
 }
 
 enum SendError {
-    /// Nothing came back: on a reused connection this is a stale socket.
-    BeforeResponse(UpstreamError),
-    After(UpstreamError),
+    /// Writing the request failed: the provider cannot have all of it.
+    Unsent(UpstreamError),
+    /// The request was written whole (or the write timed out): the
+    /// provider may be acting on it.
+    Sent(UpstreamError),
 }
 
 impl SendError {
     fn into_inner(self) -> UpstreamError {
         match self {
-            SendError::BeforeResponse(e) | SendError::After(e) => e,
+            SendError::Unsent(e) | SendError::Sent(e) => e,
         }
     }
 }
 
+/// Writes the request and reads the response head, both before one
+/// deadline (`head_timeout` from now): a provider that stops reading is
+/// given up on like one that never answers.
 async fn send_on(
     mut conn: Conn,
     request: Vec<u8>,
     limits: &UpstreamLimits,
     head_timeout: Duration,
 ) -> (Result<(Conn, ResponseHead), SendError>, Vec<u8>) {
-    let (written, request) = conn.io.write_all(request).await;
-    if let Err(e) = written {
-        return (Err(SendError::BeforeResponse(UpstreamError::Io(e))), request);
-    }
-    let result = match monoio::time::timeout(head_timeout, read_head(&mut conn, limits)).await {
+    let deadline = monoio::time::Instant::now() + head_timeout;
+    let request = match monoio::time::timeout_at(deadline, conn.io.write_all(request)).await {
+        Ok((Ok(_), request)) => request,
+        Ok((Err(e), request)) => return (Err(SendError::Unsent(UpstreamError::Io(e))), request),
+        // The write owned the buffer and is gone with it; the next request
+        // allocates a new one.
+        Err(_) => return (Err(SendError::Sent(UpstreamError::Timeout)), Vec::new()),
+    };
+    let result = match monoio::time::timeout_at(deadline, read_head(&mut conn, limits)).await {
         Ok(Ok(head)) => Ok((conn, head)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(SendError::After(UpstreamError::Timeout)),
+        Ok(Err(e)) => Err(SendError::Sent(e)),
+        Err(_) => Err(SendError::Sent(UpstreamError::Timeout)),
     };
     (result, request)
 }
 
-async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, SendError> {
+async fn read_head(conn: &mut Conn, limits: &UpstreamLimits) -> Result<ResponseHead, UpstreamError> {
     loop {
-        let got_any = !conn.buf.is_empty();
-        let n = conn.fill(limits.response_head_bytes_max).await.map_err(|e| {
-            let e = UpstreamError::Io(e);
-            if got_any { SendError::After(e) } else { SendError::BeforeResponse(e) }
-        })?;
-        if n == 0 {
-            return Err(if got_any {
-                SendError::After(UpstreamError::ClosedMidBody)
-            } else {
-                SendError::BeforeResponse(UpstreamError::ClosedEarly)
-            });
+        // What is buffered is parsed before reading more: an interim
+        // response and the final head often arrive in the same read.
+        if !conn.buf.is_empty() {
+            match codec::parse_response_head(&conn.buf, limits.response_head_bytes_max) {
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    // An interim response (100 Continue, 103 Early Hints): skip it.
+                    conn.buf.drain(..head.len);
+                    continue;
+                }
+                Ok(Some(head)) => {
+                    conn.pos = head.len;
+                    conn.keep = head.len;
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(UpstreamError::Protocol(e.to_string())),
+            }
         }
-        match codec::parse_response_head(&conn.buf, limits.response_head_bytes_max) {
-            Ok(Some(head)) if (100..200).contains(&head.status) => {
-                // An interim response (100 Continue): skip it.
-                conn.buf.drain(..head.len);
-            }
-            Ok(Some(head)) => {
-                conn.pos = head.len;
-                conn.keep = head.len;
-                return Ok(head);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(SendError::After(UpstreamError::Protocol(e.to_string()))),
+        let got_any = !conn.buf.is_empty();
+        let n = conn.fill(limits.response_head_bytes_max).await.map_err(UpstreamError::Io)?;
+        if n == 0 {
+            return Err(if got_any { UpstreamError::ClosedMidBody } else { UpstreamError::ClosedEarly });
         }
     }
 }
@@ -295,11 +341,25 @@ async fn connect(target: &Target<'_>, limits: &UpstreamLimits) -> Result<Conn, U
             Ok(Ok(tcp)) => {
                 // Small writes (one SSE-sized request) must not wait for ACKs.
                 let _ = tcp.set_nodelay(true);
-                let io = match (target.scheme, target.tls) {
-                    (Scheme::Https, Some(tls)) => Io::Tls(Box::new(handshake(tls, target.host, tcp, timeout).await?)),
+                let fd = tcp.as_raw_fd();
+                let endpoint = target.endpoint;
+                let io = match (endpoint.scheme, target.tls) {
+                    (Scheme::Https, Some(tls)) => {
+                        Io::Tls(Box::new(handshake(tls, &endpoint.host, tcp, timeout).await?))
+                    }
                     _ => Io::Plain(tcp),
                 };
-                return Ok(Conn { io, buf: Vec::with_capacity(16 * 1024), pos: 0, keep: 0, reused: false });
+                return Ok(Conn {
+                    io,
+                    fd,
+                    buf: Vec::with_capacity(16 * 1024),
+                    pos: 0,
+                    keep: 0,
+                    reused: false,
+                    generation: target.generation,
+                    deployment: target.deployment,
+                    origin: endpoint.origin(),
+                });
             }
             Ok(Err(e)) => last = UpstreamError::Connect(e),
             Err(_) => last = UpstreamError::ConnectTimeout,
@@ -354,6 +414,13 @@ impl Conn {
         res
     }
 }
+
+/// The most of a body's rest that is read, once its reader needs no more of
+/// it (a stream's chunked terminator after its last event), to give the
+/// connection back to the pool; and how long that may take. Beyond either,
+/// the connection is closed instead.
+const BODY_REST_BYTES_MAX: usize = 64 * 1024;
+const BODY_REST_WAIT_MS: u64 = 1_000;
 
 /// Reads a response body as its framing says, handing out payload bytes.
 pub struct Body {
@@ -434,6 +501,27 @@ impl Body {
         };
         conn.pos += used;
         Ok(())
+    }
+
+    /// Reads and drops what is left of the body (within `BODY_REST_BYTES_MAX`
+    /// and `BODY_REST_WAIT_MS`), so that the connection can carry another
+    /// request. `scratch` is overwritten. Returns whether the body ended.
+    pub async fn skip_rest(&mut self, conn: &mut Conn, scratch: &mut Vec<u8>) -> bool {
+        let started = Instant::now();
+        let limit = Duration::from_millis(BODY_REST_WAIT_MS);
+        let mut skipped = 0;
+        while !self.done {
+            scratch.clear();
+            let wait = limit.saturating_sub(started.elapsed());
+            if wait.is_zero() || self.next(conn, scratch, wait).await.is_err() {
+                return false;
+            }
+            skipped += scratch.len();
+            if skipped > BODY_REST_BYTES_MAX {
+                return false;
+            }
+        }
+        true
     }
 
     /// Reads the rest of the body into `out`, up to `bytes_max`.

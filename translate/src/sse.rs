@@ -61,6 +61,26 @@ impl Splitter {
         }
     }
 
+    /// Ends the stream. An event the body ended inside of, lacking only its
+    /// blank line (`data: [DONE]\n` as a provider's last bytes), is handed
+    /// out completed with one; a tail of nothing but line ends is dropped.
+    pub fn finish(&mut self, mut on_piece: impl FnMut(Piece<'_>)) {
+        if self.carry.trim_ascii().is_empty() {
+            self.carry.clear();
+            return;
+        }
+        let end: &[u8] = if self.carry.ends_with(b"\r\n") {
+            b"\r\n"
+        } else if self.carry.ends_with(b"\n") {
+            b"\n"
+        } else {
+            b"\n\n"
+        };
+        self.carry.extend_from_slice(end);
+        on_piece(Piece::Event(&self.carry));
+        self.carry.clear();
+    }
+
     fn keep_tail(&mut self, tail: &[u8], on_piece: &mut impl FnMut(Piece<'_>)) {
         if tail.len() > self.event_bytes_max {
             on_piece(Piece::Overflow);
@@ -174,6 +194,26 @@ mod tests {
         let mut s = Splitter::new(8);
         assert!(events(&mut s, b"data:").is_empty());
         assert_eq!(events(&mut s, b" 0123456789"), vec![b"OVERFLOW".to_vec()]);
+    }
+
+    #[test]
+    fn finish_completes_a_last_event_that_lacks_its_blank_line() {
+        let finish = |input: &[u8]| {
+            let mut s = Splitter::new(1024);
+            let mut got = events(&mut s, input);
+            s.finish(|piece| match piece {
+                Piece::Event(e) => got.push(e.to_vec()),
+                Piece::Overflow => got.push(b"OVERFLOW".to_vec()),
+            });
+            assert!(s.pending().is_empty());
+            got
+        };
+        let a = b"data: a\n\n".to_vec();
+        assert_eq!(finish(b"data: a\n\ndata: [DONE]\n"), vec![a.clone(), b"data: [DONE]\n\n".to_vec()]);
+        assert_eq!(finish(b"data: a\n\ndata: [DONE]"), vec![a.clone(), b"data: [DONE]\n\n".to_vec()]);
+        assert_eq!(finish(b"data: [DONE]\r\n"), vec![b"data: [DONE]\r\n\r\n".to_vec()]);
+        assert_eq!(finish(b"data: a\n\n\n"), vec![a.clone()], "a stray line end is no event");
+        assert_eq!(finish(b"data: a\n\n"), vec![a]);
     }
 
     #[test]

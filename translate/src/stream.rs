@@ -267,8 +267,9 @@ impl Translator {
     /// (see the module docs), is reported to the client as an error, so that
     /// a cut answer is never taken for a whole one.
     pub fn end(&mut self, out: &mut Vec<u8>) -> State {
-        if self.state == State::Open && matches!(self.decoder, Decoder::Gemini(_)) {
-            // Gemini's last event may lack its blank line: the body's end ends it.
+        if self.state == State::Open && matches!(self.framing, Framing::Sse(_)) {
+            // A last event may lack its blank line (Gemini's often does, and
+            // `data: [DONE]\n` happens): the body's end ends it.
             self.feed(b"\n\n", out);
         }
         if self.state == State::Open {

@@ -18,6 +18,11 @@ use std::ops::Range;
 pub const REQUEST_HEADERS_CEILING: usize = 256;
 /// Response headers read from an upstream.
 const RESPONSE_HEADERS_MAX: usize = 128;
+/// The longest chunk extension (after the size, up to CRLF) or trailer line
+/// a chunked body may have. Both are ignored, so nothing legitimate comes
+/// near this; without a cap, a body that never sends the CR grows the read
+/// buffer until the body deadline.
+pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -191,6 +196,14 @@ fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// Whether a header value can be copied into a request head as it is:
+/// printable ASCII, spaces and tabs included. A CR or LF would end the
+/// header and let the value write headers of its own. Client headers that
+/// are forwarded and config values that become headers are held to it.
+pub fn is_header_value_safe(value: &[u8]) -> bool {
+    value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
 /// A parsed upstream response head.
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
@@ -229,17 +242,25 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
         error_type: None,
     };
     let mut length = None;
+    // Whether Transfer-Encoding was sent, and whether its last coding (over
+    // all its headers, in order) is `chunked`.
+    let mut transfer_encoding = false;
     let mut chunked = false;
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?);
+            let n = parse_content_length(h.value).ok_or(HeadError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed("conflicting Content-Length headers"));
+            }
+            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("x-amzn-errortype") {
             head.error_type = Some(range_in(buf, h.value));
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // `chunked` is always the last coding when present (RFC 9112 6.1).
-            let v = h.value.trim_ascii();
-            chunked = v.len() >= 7 && v[v.len() - 7..].eq_ignore_ascii_case(b"chunked");
+            // `chunked` is the last coding when present (RFC 9112 6.1).
+            transfer_encoding = true;
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            chunked = last.eq_ignore_ascii_case(b"chunked");
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -255,28 +276,37 @@ pub fn parse_response_head(buf: &[u8], head_bytes_max: usize) -> Result<Option<R
             head.forward.push((range_in(buf, name), range_in(buf, h.value)));
         }
     }
+    // RFC 9112 6.3: Transfer-Encoding wins over Content-Length, and a
+    // message with both may be an attempt at smuggling, so its connection is
+    // not reused; a coding list that does not end in `chunked` is read until
+    // the connection closes.
     head.framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
     } else if chunked {
         Framing::Chunked
+    } else if transfer_encoding {
+        Framing::Close
     } else if let Some(n) = length {
         if n == 0 { Framing::Empty } else { Framing::Length(n) }
     } else {
         Framing::Close
     };
-    if head.framing == Framing::Close {
+    if head.framing == Framing::Close || (transfer_encoding && length.is_some()) {
         head.keep_alive = false;
     }
     Ok(Some(head))
 }
 
 /// Upstream response headers that mean something to the client: rate-limit
-/// state, retry hints and request ids for support tickets.
+/// state, retry hints and request ids for support tickets. Named one by one:
+/// a provider's other headers may describe the operator's account (OpenAI's
+/// `openai-organization` and `openai-project`).
 fn forwardable_response_header(name: &[u8]) -> bool {
     let lower = |prefix: &[u8]| name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix);
     lower(b"x-ratelimit-")
         || lower(b"anthropic-ratelimit-")
-        || lower(b"openai-")
+        || name.eq_ignore_ascii_case(b"openai-processing-ms")
+        || name.eq_ignore_ascii_case(b"openai-version")
         || name.eq_ignore_ascii_case(b"retry-after")
         || name.eq_ignore_ascii_case(b"retry-after-ms")
         || name.eq_ignore_ascii_case(b"x-request-id")
@@ -293,6 +323,8 @@ pub struct ChunkedDecoder {
     /// Payload bytes left in the current chunk, or the size being parsed.
     size: u64,
     size_digits: u8,
+    /// Bytes of the extension or trailer line being skipped.
+    line_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -344,13 +376,21 @@ impl ChunkedDecoder {
                         self.size = self.size * 16 + u64::from(digit);
                         self.size_digits += 1;
                     }
-                    b';' | b' ' | b'\t' if self.size_digits > 0 => self.state = ChunkState::Extension,
+                    b';' | b' ' | b'\t' if self.size_digits > 0 => {
+                        self.state = ChunkState::Extension;
+                        self.line_bytes = 1;
+                    }
                     b'\r' if self.size_digits > 0 => self.state = ChunkState::SizeLf,
                     _ => return Err(ChunkError("bad chunk size")),
                 },
                 ChunkState::Extension => {
                     if b == b'\r' {
                         self.state = ChunkState::SizeLf;
+                    } else {
+                        self.line_bytes += 1;
+                        if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                            return Err(ChunkError("chunk extension too long"));
+                        }
                     }
                 }
                 ChunkState::SizeLf => {
@@ -384,10 +424,16 @@ impl ChunkedDecoder {
                 }
                 ChunkState::TrailerStart => {
                     self.state = if b == b'\r' { ChunkState::EndLf } else { ChunkState::TrailerLine };
+                    self.line_bytes = 1;
                 }
                 ChunkState::TrailerLine => {
                     if b == b'\r' {
                         self.state = ChunkState::TrailerLf;
+                    } else {
+                        self.line_bytes += 1;
+                        if self.line_bytes > CHUNK_LINE_BYTES_MAX {
+                            return Err(ChunkError("trailer line too long"));
+                        }
                     }
                 }
                 ChunkState::TrailerLf => {
@@ -512,6 +558,10 @@ mod tests {
         );
         assert_eq!((h.status, h.framing, h.keep_alive), (200, Framing::Length(5), true));
         assert_eq!(h.forward.len(), 1);
+        let raw = "HTTP/1.1 200 OK\r\nopenai-organization: org-x\r\nopenai-project: proj_x\r\nOpenAI-Processing-Ms: 12\r\nopenai-version: 2020-10-01\r\nx-request-id: r\r\n\r\n";
+        let h = parse(raw);
+        let names: Vec<&str> = h.forward.iter().map(|(n, _)| &raw[n.clone()]).collect();
+        assert_eq!(names, ["OpenAI-Processing-Ms", "openai-version", "x-request-id"], "never the account's headers");
         let h = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         let h = parse("HTTP/1.1 200 OK\r\n\r\n");
@@ -519,6 +569,37 @@ mod tests {
         let h = parse("HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(h.framing, Framing::Empty);
         assert!(parse_response_head(b"not http\r\n\r\n", 1024).is_err());
+    }
+
+    #[test]
+    fn response_framing_is_strict() {
+        let parse = |raw: &str| parse_response_head(raw.as_bytes(), 64 * 1024);
+        let framing = |raw: &str| parse(raw).unwrap().map(|h| (h.framing, h.keep_alive)).unwrap();
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").unwrap_err(),
+            HeadError::Malformed("conflicting Content-Length headers")
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
+            (Framing::Length(5), true)
+        );
+        // Both: chunked is read, and the connection is not trusted again.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            (Framing::Chunked, false)
+        );
+        // A coding list not ending in chunked: until close, whatever the length says.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"),
+            (Framing::Close, false)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            (Framing::Chunked, true)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n"), (Framing::Chunked, true));
     }
 
     fn decode_all(input: &[u8], cut: usize) -> (Vec<u8>, usize, bool) {
@@ -549,6 +630,27 @@ mod tests {
         assert!(d.decode(b"2\r\nabX", |_| ()).is_err());
         let mut d = ChunkedDecoder::new();
         assert!(d.decode(b"ffffffffffffffff\r\n", |_| ()).is_err());
+    }
+
+    #[test]
+    fn extensions_and_trailer_lines_are_capped() {
+        let at_cap = format!(
+            "1;{}\r\na\r\n0\r\nx: {}\r\n\r\n",
+            "e".repeat(CHUNK_LINE_BYTES_MAX - 1),
+            "t".repeat(CHUNK_LINE_BYTES_MAX - 3)
+        );
+        let (out, used, done) = decode_all(at_cap.as_bytes(), 0);
+        assert_eq!((out.as_slice(), used, done), (&b"a"[..], at_cap.len(), true));
+        // Fed a byte at a time, so the cap holds however the input is cut.
+        let endless_extension = format!("5;{}", "e".repeat(CHUNK_LINE_BYTES_MAX));
+        let endless_trailer = format!("0\r\nx: {}", "t".repeat(CHUNK_LINE_BYTES_MAX));
+        for (input, message) in
+            [(endless_extension, "chunk extension too long"), (endless_trailer, "trailer line too long")]
+        {
+            let mut d = ChunkedDecoder::new();
+            let error = input.as_bytes().chunks(1).find_map(|b| d.decode(b, |_| ()).err());
+            assert_eq!(error, Some(ChunkError(message)));
+        }
     }
 
     #[test]

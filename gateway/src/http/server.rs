@@ -7,13 +7,22 @@
 //! request (`client_idle_timeout_ms`), the head once its first byte arrived
 //! (`request_head_timeout_ms`, which is what cuts off a slowloris client),
 //! and the body (`request_body_timeout_ms`).
+//!
+//! A read that hits its deadline is cancelled and waited for, so the read
+//! buffer comes back with whatever had arrived: the error that follows is
+//! written in the dialect of the request line already read.
+//!
+//! Panics stop at two boundaries: the pipeline's, per request (answered with
+//! a 500), and the connection's, around everything else; either way only
+//! that connection is lost, never the shard (monoio does not catch a task's
+//! panic, so one escaping here would end the shard's thread).
 
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
@@ -38,38 +47,95 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
         stream,
-        rbuf: Vec::with_capacity(8 * 1024),
+        rbuf: Vec::with_capacity(READ_BYTES),
         wbuf: Vec::with_capacity(8 * 1024),
         chunked_body: Vec::new(),
         scratch: Scratch::default(),
     };
+    // The backstop: a panic outside the pipeline's own boundary (reading a
+    // request, writing an error) closes this connection and nothing else.
+    match catch_unwind(serve(&shard, &mut conn)).await {
+        Ok(Ending::Close) => {}
+        // Outside `serve`, so the request no longer counts as in flight.
+        Ok(Ending::Linger) => conn.linger().await,
+        Err(_panic) => shard.count(Counter::Panics, 1),
+    }
+}
+
+/// How a connection ends once `serve` is done with it.
+enum Ending {
+    Close,
+    /// An error was answered before the request was read whole: close
+    /// gently, so the client reads the answer (see [`Conn::linger`]).
+    Linger,
+}
+
+async fn serve(shard: &Rc<Shard>, conn: &mut Conn) -> Ending {
     loop {
-        let snapshot = shard.snapshot();
-        let limits = &snapshot.config.http;
-        let head = match conn.read_head(limits).await {
+        let limits = shard.snapshot().config.http.clone();
+        let head = match conn.read_head(&limits).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            Ok(None) => return Ending::Close,
             Err(ReadError::Reply(e)) => {
-                let _ = conn.reply_error_and_close(&e, Dialect::OpenAi).await;
-                return;
+                let dialect = request_line_front_door(&conn.rbuf);
+                let _ = conn.reply_error_and_close(&e, dialect).await;
+                return Ending::Linger;
             }
-            Err(ReadError::Close) => return,
+            Err(ReadError::Close) => return Ending::Close,
         };
+        // The dialect errors are written in, known before the body is read:
+        // nothing after this point needs the head's bytes to answer.
+        let front = crate::pipeline::front_door(&conn.rbuf[head.target.clone()]);
+        #[cfg(feature = "fault-injection")]
+        if head.fault.as_ref().is_some_and(|r| &conn.rbuf[r.clone()] == b"panic-outside-pipeline") {
+            panic!("fault injection: panic outside the pipeline requested by the test");
+        }
         let _in_flight = shard.begin_request();
-        let body_range = match conn.read_body(&head, limits).await {
+        // The request runs on the config in force when its head arrived, not
+        // on the one the connection last used: a reload may have come while
+        // it sat idle, and a snapshot taken before it would name other
+        // deployments than the pool and addresses the shard has now.
+        let snapshot = shard.snapshot();
+        let body_range = match conn.read_body(&head, &snapshot.config.http).await {
             Ok(r) => r,
             Err(ReadError::Reply(e)) => {
-                let dialect = crate::pipeline::front_door(&conn.rbuf[head.target.clone()]);
-                let _ = conn.reply_error_and_close(&e, dialect).await;
-                return;
+                let _ = conn.reply_error_and_close(&e, front).await;
+                return Ending::Linger;
             }
-            Err(ReadError::Close) => return,
+            Err(ReadError::Close) => return Ending::Close,
         };
         let keep_alive = head.keep_alive && !shard.is_draining();
-        let finished = conn.dispatch(&shard, &snapshot, &head, body_range, keep_alive).await;
+        let finished = conn.dispatch(shard, &snapshot, &head, front, body_range, keep_alive).await;
         if !finished || !keep_alive {
-            return;
+            return Ending::Close;
         }
+    }
+}
+
+/// Bytes asked of the kernel per read of a client connection.
+const READ_BYTES: usize = 8 * 1024;
+
+/// How long, and for how many bytes, a connection answered before its
+/// request was read whole keeps reading (and discarding) after the answer:
+/// see [`Conn::linger`].
+const LINGER_MS: u64 = 2_000;
+const LINGER_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// How many bytes of chunked framing (size lines, extensions, CRLFs,
+/// trailers) a request body may carry on top of `request_body_bytes_max`.
+/// This bounds the encoded body held in the read buffer; it allows a body of
+/// the largest size in chunks down to about 256 bytes, and refuses bodies of
+/// tiny chunks with long extensions that would otherwise be read in full.
+const CHUNKED_FRAMING_BYTES_MAX: usize = 1024 * 1024;
+
+/// The front door of a request whose head could not be read whole, from
+/// its request line when that much arrived; OpenAI's otherwise.
+fn request_line_front_door(buf: &[u8]) -> Dialect {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    match (parts.next(), parts.next()) {
+        (Some(_method), Some(target)) => crate::pipeline::front_door(target),
+        _ => Dialect::OpenAi,
     }
 }
 
@@ -78,6 +144,14 @@ enum ReadError {
     Reply(GatewayError),
     /// Close without answering (the client went away or idled out).
     Close,
+}
+
+/// Why a read of the client connection gave no bytes.
+enum FillError {
+    /// The deadline passed; the buffer is intact.
+    Timeout,
+    /// The connection failed.
+    Io,
 }
 
 /// Where a request's body is: in the read buffer, or decoded from chunks.
@@ -97,22 +171,32 @@ struct Conn {
 }
 
 impl Conn {
-    /// Reads more bytes onto the end of `rbuf`, before `deadline`.
-    async fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+    /// Reads more bytes onto the end of `rbuf`, before `deadline`. On the
+    /// deadline the read is cancelled and awaited, so `rbuf` comes back
+    /// whole (dropping the read would drop the buffer it owns).
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, FillError> {
         let len = self.rbuf.len();
-        self.rbuf.reserve(8 * 1024);
+        self.rbuf.reserve(READ_BYTES);
         let cap = self.rbuf.capacity();
         let buf = std::mem::take(&mut self.rbuf);
-        let read = monoio::time::timeout_at(deadline, self.stream.read(buf.slice_mut(len..cap))).await;
-        match read {
-            Ok((res, slice)) => {
-                let slice: SliceMut<Vec<u8>> = slice;
-                self.rbuf = slice.into_inner();
-                res.map_err(|_| ReadError::Close)
+        let canceller = Canceller::new();
+        let read = self.stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let (res, slice, timed_out) = match monoio::time::timeout_at(deadline, read.as_mut()).await {
+            Ok((res, slice)) => (res, slice, false),
+            Err(_) => {
+                let _ = canceller.cancel();
+                let (res, slice) = read.await;
+                (res, slice, true)
             }
-            // The read future was dropped, and with it the buffer: start
-            // afresh; the connection is closed right after anyway.
-            Err(_) => Err(ReadError::Close),
+        };
+        let slice: SliceMut<Vec<u8>> = slice;
+        self.rbuf = slice.into_inner();
+        match res {
+            // Bytes that raced the cancellation are kept, like any others.
+            Ok(n) => Ok(n),
+            Err(_) if timed_out => Err(FillError::Timeout),
+            Err(_) => Err(FillError::Io),
         }
     }
 
@@ -134,12 +218,12 @@ impl Conn {
             let had = self.rbuf.len();
             let n = match self.fill(deadline).await {
                 Ok(n) => n,
-                Err(_) if started && had > 0 => {
+                Err(FillError::Timeout) if started && had > 0 => {
                     return Err(ReadError::Reply(GatewayError::ClientTimeout(
                         "request head not received in time".into(),
                     )));
                 }
-                Err(e) => return Err(e),
+                Err(_) => return Err(ReadError::Close),
             };
             if n == 0 {
                 return if had == 0 { Ok(None) } else { Err(ReadError::Close) };
@@ -164,7 +248,7 @@ impl Conn {
                 let end = head.len + n;
                 self.continue_if_expected(head, self.rbuf.len() < end).await?;
                 while self.rbuf.len() < end {
-                    if self.fill(deadline).await.map_err(|_| body_timeout())? == 0 {
+                    if self.fill(deadline).await.map_err(body_read_error)? == 0 {
                         return Err(ReadError::Close);
                     }
                 }
@@ -192,8 +276,12 @@ impl Conn {
                 .decode(&self.rbuf[at..], |p| out.extend_from_slice(p))
                 .map_err(|e| ReadError::Reply(GatewayError::BadRequest(e.to_string())))?;
             at += used;
+            let too_large = || ReadError::Reply(GatewayError::PayloadTooLarge { limit: limits.request_body_bytes_max });
             if self.chunked_body.len() > limits.request_body_bytes_max {
-                return Err(ReadError::Reply(GatewayError::PayloadTooLarge { limit: limits.request_body_bytes_max }));
+                return Err(too_large());
+            }
+            if at - head.len > limits.request_body_bytes_max.saturating_add(CHUNKED_FRAMING_BYTES_MAX) {
+                return Err(too_large());
             }
             if decoder.is_done() {
                 // The encoded body is consumed: drop it so that `rbuf`
@@ -201,7 +289,7 @@ impl Conn {
                 self.rbuf.drain(head.len..at);
                 return Ok(BodyAt::Decoded);
             }
-            if self.fill(deadline).await.map_err(|_| body_timeout())? == 0 {
+            if self.fill(deadline).await.map_err(body_read_error)? == 0 {
                 return Err(ReadError::Close);
             }
         }
@@ -214,6 +302,26 @@ impl Conn {
             res.map_err(|_| ReadError::Close)?;
         }
         Ok(())
+    }
+
+    /// Closes after an error that was answered before the request was read
+    /// whole (RFC 9112 9.6). Closing with unread bytes in the kernel's
+    /// buffer makes it send a reset, which can reach the client before it
+    /// read the answer: it would see ECONNRESET instead of a 413. So the
+    /// write side is shut (the client sees the end of the answer), and what
+    /// the client still sends is read and dropped, for at most `LINGER_MS`
+    /// and `LINGER_BYTES_MAX`, or until it closes its side.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown().await;
+        let deadline = Instant::now() + Duration::from_millis(LINGER_MS);
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES_MAX {
+            self.rbuf.clear();
+            match self.fill(deadline).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
+        }
     }
 
     async fn reply_error_and_close(&mut self, e: &GatewayError, dialect: Dialect) -> io::Result<()> {
@@ -229,6 +337,7 @@ impl Conn {
         shard: &Rc<Shard>,
         snapshot: &Rc<crate::shard::Snapshot>,
         head: &RequestHead,
+        front: Dialect,
         body_at: BodyAt,
         keep_alive: bool,
     ) -> bool {
@@ -237,9 +346,9 @@ impl Conn {
             BodyAt::Buffer(r) => (&rbuf[r.clone()], r.end),
             BodyAt::Decoded => (&chunked_body[..], head.len),
         };
-        let request = crate::pipeline::Request { head, buf: rbuf, body };
+        let request = crate::pipeline::Request { head, buf: rbuf, body, front };
         let mut responder = Responder::new(stream, wbuf, keep_alive, head.version_minor == 0);
-        responder.dialect = crate::pipeline::front_door(&rbuf[head.target.clone()]);
+        responder.dialect = front;
         let outcome = catch_unwind(crate::pipeline::handle(shard, snapshot, &request, &mut responder, scratch)).await;
         let usable = match outcome {
             Ok(Ok(())) => responder.finished(),
@@ -270,8 +379,13 @@ fn head_error(e: HeadError) -> GatewayError {
     }
 }
 
-fn body_timeout() -> ReadError {
-    ReadError::Reply(GatewayError::ClientTimeout("request body not received in time".into()))
+/// A body read that timed out is answered with 408; a broken connection
+/// has no one left to answer.
+fn body_read_error(e: FillError) -> ReadError {
+    match e {
+        FillError::Timeout => ReadError::Reply(GatewayError::ClientTimeout("request body not received in time".into())),
+        FillError::Io => ReadError::Close,
+    }
 }
 
 /// Polls `future`, turning a panic inside it into an `Err` instead of an

@@ -187,3 +187,26 @@ fn a_client_that_leaves_mid_stream_takes_the_upstream_connection_with_it() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_last_event_without_its_blank_line_is_still_forwarded() {
+    let up = Scripted::start(|r| {
+        let last = if r.request_line().contains("/v1/messages") {
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n"
+        } else {
+            "data: [DONE]\n"
+        };
+        Action::Stream { events: vec![chunk_event("a"), last.to_owned()], gap: Duration::ZERO, finish: true }
+    });
+    let gw = Gateway::start(&format!(
+        "{}[providers.claude]\nkind = \"anthropic\"\nbase_url = \"http://{}\"\napi_key = \"sk-ant-secret\"\nmodels = [\"claude-x\"]\n",
+        openai_config(up.addr, ""),
+        up.addr
+    ));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", true));
+    assert_eq!(r.status, 200);
+    assert!(r.text().ends_with("data: [DONE]\n\n"), "{:?}", r.text());
+    assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"));
+    let r = gw.post("/v1/messages", r#"{"model":"claude-x","max_tokens":5,"stream":true,"messages":[]}"#);
+    assert!(r.text().ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"), "{:?}", r.text());
+}

@@ -25,6 +25,12 @@ fn gemini_serves_openai_clients() {
                 gap: std::time::Duration::from_millis(1),
                 finish: true,
             }
+        } else if r.body_text().contains("badkey") {
+            Action::Reply(json_reply(
+                400,
+                "",
+                r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#,
+            ))
         } else if r.body_text().contains("quota") {
             Action::Reply(json_reply(
                 429,
@@ -70,6 +76,15 @@ fn gemini_serves_openai_clients() {
         .post("/v1/chat/completions", r#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"quota"}]}"#);
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.openai_error().0, "Quota exceeded");
+    // Google refusing corelay's key (a 400 that means it) is not the client's 401.
+    let r = gw.post(
+        "/v1/chat/completions",
+        r#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"badkey"}]}"#,
+    );
+    assert_eq!(r.status, 502, "{}", r.text());
+    let (message, _, code) = r.openai_error();
+    assert_eq!(code.as_deref(), Some("upstream_auth_failed"));
+    assert!(message.contains("`google`") && message.contains("API key not valid"), "{message}");
 }
 
 #[test]

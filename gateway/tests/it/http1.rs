@@ -5,6 +5,8 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use sonic_rs::JsonValueTrait;
+
 use crate::support::*;
 
 #[test]
@@ -23,9 +25,10 @@ fn keep_alive_is_reused_on_both_sides() {
 }
 
 #[test]
-fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+fn a_pooled_connection_the_provider_closed_is_replaced_before_use() {
     // The provider closes every connection after answering, without saying
-    // so: the pooled connection is dead when the second request comes.
+    // so: the pooled connection is dead when the second request comes, and
+    // is seen to be before anything is written to it.
     let up = Scripted::start(|_| Action::ReplyAndClose(json_reply(200, "", &completion("bench-chat"))));
     let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
     let mut c = gw.client();
@@ -34,6 +37,28 @@ fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(up.requests.lock().unwrap().len(), 3, "each request reached the provider once");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_request_the_provider_read_is_never_sent_twice() {
+    // The provider reads the second request on its pooled connection and
+    // closes without a word: it may have run it. Sending it again would run
+    // a POST twice.
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let up = Scripted::start(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+        1 => Action::Close,
+        _ => Action::Reply(json_reply(200, "", &completion("bench-chat"))),
+    });
+    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let mut c = gw.client();
+    let body = chat_body("bench-chat", false);
+    assert_eq!(c.send("POST", "/v1/chat/completions", &[], body.as_bytes()).status, 200);
+    let r = c.send("POST", "/v1/chat/completions", &[], body.as_bytes());
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("upstream_unreachable"));
+    assert_eq!(up.requests.lock().unwrap().len(), 2, "the request reached the provider once");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1, "on the pooled connection");
 }
 
 #[test]
@@ -101,4 +126,71 @@ fn a_slowloris_client_is_cut_off() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(c.is_closed());
+}
+
+#[test]
+fn a_stalled_body_gets_408_in_the_front_door_dialect_and_the_shard_lives_on() {
+    // One shard: if serving the stalled client killed it, nothing would
+    // answer the requests that follow.
+    let gw = Gateway::start(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[http]\nrequest_body_timeout_ms = 200\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]",
+    );
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("request_timeout"));
+    assert!(c.is_closed());
+
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    let r = c.read_response();
+    assert_eq!(r.status, 408, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"].as_str(), Some("error"), "Anthropic's shape: {}", r.text());
+    assert!(v["error"]["message"].as_str().unwrap().contains("not received in time"));
+
+    assert_eq!(gw.get("/health").status, 200, "the shard still serves");
+    assert_eq!(gw.post("/v1/chat/completions", &chat_body("m", false)).status, 200);
+}
+
+#[test]
+fn head_errors_under_v1_messages_are_in_anthropic_shape() {
+    let gw = Gateway::start(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[http]\nrequest_head_bytes_max = 2048\nrequest_head_timeout_ms = 300\n[providers.mock]\nkind = \"mock\"\nmodels = [\"m\"]",
+    );
+    let anthropic = |r: &Response, status: u16| {
+        assert_eq!(r.status, status, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["type"].as_str(), Some("error"), "{}", r.text());
+        assert!(v["error"]["type"].as_str().is_some(), "{}", r.text());
+    };
+    let r = gw.client().send("POST", "/v1/messages", &[("x-filler", &"y".repeat(3000))], b"{}");
+    anthropic(&r, 431);
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\ncontent-length: ten\r\n\r\n");
+    anthropic(&c.read_response(), 400);
+    let mut c = gw.client();
+    c.write_raw(b"POST /v1/messages HTTP/1.1\r\nx-slow: 1\r\n");
+    anthropic(&c.read_response(), 408);
+    // The OpenAI door keeps OpenAI's shape.
+    let r = gw.client().send("POST", "/v1/chat/completions", &[("x-filler", &"y".repeat(3000))], b"{}");
+    assert_eq!(r.status, 431);
+    r.openai_error();
+}
+
+#[test]
+fn an_interim_response_and_the_final_head_in_one_read_are_both_read() {
+    let final_answer = json_reply(200, "", &completion("bench-chat"));
+    let up = Scripted::start(move |_| {
+        let mut bytes = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&final_answer);
+        Action::Reply(bytes)
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let started = Instant::now();
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), completion("bench-chat"));
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at once, not at the provider timeout");
 }

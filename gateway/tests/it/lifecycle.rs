@@ -185,3 +185,62 @@ fn sighup_reloads_the_config_and_a_bad_one_changes_nothing() {
     assert!(stderr.contains("reload failed, keeping the running config"), "{stderr}");
     assert!(stderr.contains("(generation 1)"), "{stderr}");
 }
+
+#[test]
+fn a_reload_that_renumbers_providers_never_sends_a_key_to_another_provider() {
+    let openai = Scripted::start(|r| {
+        if r.body_text().contains("\"stream\":true") {
+            let events = (0..6).map(|i| chunk_event(&format!("w{i}"))).chain(["data: [DONE]\n\n".to_owned()]);
+            Action::Stream { events: events.collect(), gap: Duration::from_millis(100), finish: true }
+        } else {
+            Action::Reply(json_reply(200, "", &completion("gpt-4o")))
+        }
+    });
+    let azure = Scripted::start(|_| Action::Reply(json_reply(200, "", &completion("az-model"))));
+    let before = format!(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[upstream]\nstats_interval_ms = 50\n[providers.openai]\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\napi_key = \"sk-openai-secret\"\nmodels = [\"gpt-4o\"]\n",
+        openai.addr
+    );
+    // `azure` sorts before `openai`: the reload renumbers the deployments.
+    let after = format!(
+        "{before}[providers.azure]\nkind = \"azure\"\nbase_url = \"http://{}\"\napi_key = \"az-secret\"\nmodels = [\"az-model\"]\n",
+        azure.addr
+    );
+    let gw = Gateway::start(&before);
+    // A keep-alive client whose connection will sit idle across the reload.
+    let mut idle = gw.client();
+    let chat = |model: &str| chat_body(model, false);
+    assert_eq!(idle.send("POST", "/v1/chat/completions", &[], chat("gpt-4o").as_bytes()).status, 200);
+    // A stream in flight across the reload, on the pooled upstream connection.
+    let addr = gw.addr;
+    let stream = std::thread::spawn(move || {
+        Client::connect(addr).send("POST", "/v1/chat/completions", &[], chat_body("gpt-4o", true).as_bytes())
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while openai.requests.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the stream never reached the provider");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&gw.config_path, after).unwrap();
+    gw.signal("-HUP");
+    gw.wait_stderr("(generation 1)");
+    while !gw.get("/v1/models").text().contains("az-model") {
+        assert!(Instant::now() < deadline, "the reload never reached the shard");
+    }
+    let streamed = stream.join().unwrap();
+    assert_eq!(streamed.sse_data().last().map(String::as_str), Some("[DONE]"), "{}", streamed.text());
+    assert_eq!(gw.post("/v1/chat/completions", &chat("az-model")).status, 200);
+    assert_eq!(idle.send("POST", "/v1/chat/completions", &[], chat("gpt-4o").as_bytes()).status, 200);
+    assert_eq!(gw.post("/v1/chat/completions", &chat("az-model")).status, 200);
+
+    for seen in openai.requests.lock().unwrap().iter() {
+        assert_eq!(seen.header("authorization").as_deref(), Some("Bearer sk-openai-secret"), "{}", seen.head);
+        assert_eq!(seen.header("api-key"), None, "azure's key reached openai: {}", seen.head);
+    }
+    for seen in azure.requests.lock().unwrap().iter() {
+        assert_eq!(seen.header("api-key").as_deref(), Some("az-secret"), "{}", seen.head);
+        assert_eq!(seen.header("authorization"), None, "openai's key reached azure: {}", seen.head);
+    }
+    assert_eq!(openai.requests.lock().unwrap().len(), 3);
+    assert_eq!(azure.requests.lock().unwrap().len(), 2);
+}

@@ -364,6 +364,11 @@ pub enum Action {
     Hang,
     /// Write these bytes, then close.
     ReplyAndClose(Vec<u8>),
+    /// Close without answering (the request was read).
+    Close,
+    /// Write each piece after its pause, and keep the connection: a
+    /// response whose parts arrive apart.
+    Writes(Vec<(Duration, Vec<u8>)>),
     /// A chunked 200 with this content type, one chunk per element, the
     /// body ended properly: binary streams (Bedrock's event stream).
     StreamBytes { content_type: &'static str, chunks: Vec<Vec<u8>> },
@@ -437,6 +442,15 @@ fn serve_scripted(
             Action::ReplyAndClose(bytes) => {
                 let _ = stream.write_all(&bytes);
                 return;
+            }
+            Action::Close => return,
+            Action::Writes(pieces) => {
+                for (pause, bytes) in pieces {
+                    std::thread::sleep(pause);
+                    if stream.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
             }
             Action::Stream { events, gap, finish } => {
                 let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";

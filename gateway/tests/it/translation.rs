@@ -315,3 +315,66 @@ fn anthropic_clients_reach_azure_and_ollama() {
     assert!(text.contains(r#""text":"Hi""#), "{text}");
     assert!(text.contains(r#""output_tokens":1"#), "{text}");
 }
+
+#[test]
+fn upstream_connections_are_reused_after_translated_streams_and_error_answers() {
+    // The chunked terminator comes a moment after message_stop: the
+    // translator is done before the body is.
+    let up = Scripted::start(|r| {
+        if r.body_text().contains("slow") {
+            return Action::Reply(json_reply(
+                429,
+                "",
+                r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#,
+            ));
+        }
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let mut pieces = vec![(Duration::ZERO, head.as_bytes().to_vec())];
+        for e in anthropic_events(false) {
+            pieces.push((Duration::ZERO, format!("{:x}\r\n{e}\r\n", e.len()).into_bytes()));
+        }
+        pieces.push((Duration::from_millis(100), b"0\r\n\r\n".to_vec()));
+        Action::Writes(pieces)
+    });
+    let gw = Gateway::start(&anthropic_config(up.addr));
+    let mut c = gw.client();
+    let stream = r#"{"model":"claude-x","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+    for _ in 0..2 {
+        let r = c.send("POST", "/v1/chat/completions", &[], stream.as_bytes());
+        assert_eq!(r.sse_data().last().map(String::as_str), Some("[DONE]"), "{}", r.text());
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream connection for both streams");
+    let slow = r#"{"model":"claude-x","messages":[{"role":"user","content":"slow"}]}"#;
+    for _ in 0..2 {
+        assert_eq!(c.send("POST", "/v1/chat/completions", &[], slow.as_bytes()).status, 429);
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "and for both error answers");
+}
+
+#[test]
+fn anthropic_headers_are_forwarded_only_from_anthropic_clients_and_only_with_values() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", MESSAGE)));
+    let gw = Gateway::start(&anthropic_config(up.addr));
+    let headers = [("anthropic-version", "2023-01-01"), ("anthropic-beta", "tools-2024")];
+    // An OpenAI client: its request is written by corelay, for the configured version.
+    let r = gw.client().send(
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        br#"{"model":"claude-x","messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert_eq!(seen.header("anthropic-beta"), None);
+    // An Anthropic client with empty values: the configured version, no beta.
+    let body = r#"{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = anthropic_post(&gw, body, &[("anthropic-version", ""), ("anthropic-beta", " ")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert_eq!(seen.header("anthropic-beta"), None);
+    // And with values: as sent.
+    assert_eq!(anthropic_post(&gw, body, &headers).status, 200);
+    assert_eq!(up.last().header("anthropic-beta").as_deref(), Some("tools-2024"));
+}
