@@ -165,7 +165,7 @@ impl Default for UpstreamFile {
 #[serde(deny_unknown_fields)]
 pub struct ProviderFile {
     pub kind: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     pub base_url: Option<String>,
     #[serde(default)]
     pub models: Vec<String>,
@@ -184,15 +184,15 @@ pub struct ProviderFile {
     /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` are read; `api_key`
     /// (a Bedrock API key) is sent as a bearer token instead of signing.
     pub aws_access_key_id: Option<String>,
-    pub aws_secret_access_key: Option<String>,
-    pub aws_session_token: Option<String>,
+    pub aws_secret_access_key: Option<Secret>,
+    pub aws_session_token: Option<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     pub name: String,
-    pub key: String,
+    pub key: Secret,
     #[serde(default = "d_all_models")]
     pub models: Vec<String>,
 }
@@ -277,22 +277,52 @@ pub struct Deployment {
     pub timeout_ms: u64,
 }
 
+/// A credential from the configuration: its `Debug` never shows it, so a
+/// logged or printed `Config` leaks no key.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// What kind of provider a deployment is, with what that kind needs.
 #[derive(Debug, Clone)]
 pub enum ProviderKind {
     /// OpenAI or any OpenAI-compatible server (`base_url` ends before
     /// `/chat/completions`, e.g. `https://api.openai.com/v1`).
-    OpenAi { endpoint: Endpoint, api_key: Option<String> },
+    OpenAi { endpoint: Endpoint, api_key: Option<Secret> },
     /// Azure OpenAI. `Deployments` puts the model (the Azure deployment name)
     /// in the path with `?api-version=`; `V1` is the `/openai/v1` API.
-    Azure { endpoint: Endpoint, api_key: String, style: AzureStyle },
+    Azure { endpoint: Endpoint, api_key: Secret, style: AzureStyle },
     /// Ollama's OpenAI-compatible `/v1`.
     Ollama { endpoint: Endpoint },
     /// Anthropic's Messages API (`base_url` is the host, e.g.
     /// `https://api.anthropic.com`; `/v1/messages` is appended).
-    Anthropic { endpoint: Endpoint, api_key: String, version: String, max_tokens_default: u64 },
+    Anthropic { endpoint: Endpoint, api_key: Secret, version: String, max_tokens_default: u64 },
     /// Google's Gemini API (`generateContent`), key in `x-goog-api-key`.
-    Gemini { endpoint: Endpoint, api_key: String },
+    Gemini { endpoint: Endpoint, api_key: Secret },
     /// AWS Bedrock's Converse API.
     Bedrock { endpoint: Endpoint, region: String, auth: BedrockAuth, max_tokens_default: Option<u64> },
     /// Canned answers from inside the gateway: works with no key at all.
@@ -509,11 +539,11 @@ fn validate_bedrock(
     let url = p.base_url.as_deref().unwrap_or(&default_url);
     let endpoint = parse_endpoint(url, p.tls_ca_file.clone()).map_err(|m| invalid(format!("{path}.base_url"), m))?;
     let auth = match (&p.api_key, &p.aws_access_key_id, &p.aws_secret_access_key) {
-        (Some(key), None, None) => BedrockAuth::ApiKey(key.clone()),
+        (Some(key), None, None) => BedrockAuth::ApiKey(key.expose().to_owned()),
         (None, Some(id), Some(secret)) => BedrockAuth::SigV4(crate::sigv4::Credentials {
             access_key_id: id.clone(),
-            secret_access_key: secret.clone(),
-            session_token: p.aws_session_token.clone(),
+            secret_access_key: secret.expose().to_owned(),
+            session_token: p.aws_session_token.as_ref().map(|t| t.expose().to_owned()),
         }),
         (None, None, None) => BedrockAuth::SigV4(crate::sigv4::credentials_from_env(env).ok_or_else(|| {
             invalid(
@@ -673,8 +703,10 @@ fn validate_provider(
         ));
     }
     check_head_values(&path, &kind)?;
-    let aws = [&p.region, &p.aws_access_key_id, &p.aws_secret_access_key, &p.aws_session_token];
-    if aws.iter().any(|v| v.is_some()) && !matches!(kind, ProviderKind::Bedrock { .. }) {
+    let aws = [p.region.is_some(), p.aws_access_key_id.is_some()]
+        .into_iter()
+        .chain([p.aws_secret_access_key.is_some(), p.aws_session_token.is_some()]);
+    if aws.into_iter().any(|given| given) && !matches!(kind, ProviderKind::Bedrock { .. }) {
         return Err(invalid(format!("{path}.region"), "region and aws_* keys only apply to kind \"bedrock\""));
     }
     Ok(Deployment {
@@ -861,6 +893,34 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(matches!(c.deployments[0].kind, ProviderKind::Mock));
         assert!(c.keys.is_empty());
+    }
+
+    #[test]
+    fn debug_output_shows_no_credential() {
+        let text = r#"
+[providers.openai]
+api_key = "sk-openai-secret-1"
+models = ["gpt-4o"]
+[providers.claude]
+kind = "anthropic"
+api_key = "sk-ant-secret-2"
+models = ["claude"]
+[providers.aws]
+kind = "bedrock"
+region = "us-east-1"
+aws_access_key_id = "AKIDEXAMPLE"
+aws_secret_access_key = "aws-secret-3"
+aws_session_token = "aws-token-4"
+models = ["nova"]
+[[keys]]
+name = "team"
+key = "sk-virtual-secret-5"
+"#;
+        let printed = format!("{:?}", parse(text, no_env).unwrap());
+        for secret in ["secret-1", "secret-2", "secret-3", "token-4", "secret-5"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("[redacted]"));
     }
 
     #[test]
