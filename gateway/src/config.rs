@@ -43,6 +43,15 @@ pub mod defaults {
     pub const PROVIDER_TIMEOUT_S: u64 = 600;
     pub const PROVIDER_MAX_RETRIES: u32 = 2;
     pub const PROVIDER_WEIGHT: u32 = 1;
+    /// The first retry waits up to this long (full jitter); each further
+    /// retry doubles the ceiling.
+    pub const RETRY_BACKOFF_BASE_MS: u64 = 250;
+    pub const RETRY_BACKOFF_MAX_MS: u64 = 8_000;
+    /// No attempt starts after this long from the request's arrival.
+    pub const RETRY_DEADLINE_MS: u64 = 60_000;
+    /// Consecutive failures that open a deployment's circuit breaker.
+    pub const BREAKER_FAILURES: u32 = 5;
+    pub const BREAKER_COOLDOWN_MS: u64 = 30_000;
     /// `anthropic-version`: the only version Anthropic's SDKs send.
     pub const ANTHROPIC_VERSION: &str = "2023-06-01";
     /// `max_tokens` for Anthropic requests that name none.
@@ -89,9 +98,15 @@ pub struct File {
     #[serde(default)]
     pub upstream: UpstreamFile,
     #[serde(default)]
+    pub routing: RoutingFile,
+    #[serde(default)]
     pub providers: BTreeMap<String, ProviderFile>,
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// A model's fallback models, tried in order once its own deployments
+    /// are exhausted.
+    #[serde(default)]
+    pub fallbacks: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub keys: Vec<KeyFile>,
 }
@@ -126,6 +141,29 @@ impl Default for HttpFile {
             request_body_timeout_ms: REQUEST_BODY_TIMEOUT_MS,
             client_idle_timeout_ms: CLIENT_IDLE_TIMEOUT_MS,
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingFile {
+    pub retry_backoff_base_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    pub retry_deadline_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        use defaults::*;
+        RoutingFile {
+            retry_backoff_base_ms: RETRY_BACKOFF_BASE_MS,
+            retry_backoff_max_ms: RETRY_BACKOFF_MAX_MS,
+            retry_deadline_ms: RETRY_DEADLINE_MS,
+            breaker_failures: BREAKER_FAILURES,
+            breaker_cooldown_ms: BREAKER_COOLDOWN_MS,
         }
     }
 }
@@ -169,9 +207,17 @@ pub struct ProviderFile {
     pub base_url: Option<String>,
     #[serde(default)]
     pub models: Vec<String>,
+    /// Public model names this deployment serves under another name of its
+    /// own (an Azure deployment name, a Bedrock model id): public = upstream.
+    /// The public names are served as if listed in `models`.
+    #[serde(default)]
+    pub upstream_models: BTreeMap<String, String>,
     pub weight: Option<u32>,
     pub max_retries: Option<u32>,
     pub timeout: Option<u64>,
+    /// Overrides of `[upstream]`'s limits for this deployment.
+    pub connect_timeout_ms: Option<u64>,
+    pub stream_idle_timeout_ms: Option<u64>,
     pub api_version: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
     /// Anthropic and Bedrock: `max_tokens` for requests that name none
@@ -219,12 +265,26 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     pub http: HttpLimits,
     pub upstream: UpstreamLimits,
+    pub routing: RoutingLimits,
     pub deployments: Vec<Deployment>,
     /// Public model name to the deployments serving it, by index.
     pub routes: HashMap<String, Vec<usize>>,
     /// Alias to the model it finally resolves to (chains are followed).
     pub aliases: HashMap<String, String>,
+    /// Served model to its fallback models (served models, aliases
+    /// resolved), in order.
+    pub fallbacks: HashMap<String, Vec<String>>,
     pub keys: Vec<Key>,
+}
+
+/// Retries and circuit breaking, for every deployment.
+#[derive(Debug, Clone)]
+pub struct RoutingLimits {
+    pub retry_backoff_base_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    pub retry_deadline_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,10 +331,23 @@ pub struct UpstreamLimits {
 pub struct Deployment {
     pub name: String,
     pub kind: ProviderKind,
+    /// Every public model name served (`models` and `upstream_models`).
     pub models: Vec<String>,
+    /// Public name to the name this deployment's provider knows it by.
+    pub upstream_models: HashMap<String, String>,
     pub weight: u32,
     pub max_retries: u32,
+    /// The wait for the response head (time to first byte).
     pub timeout_ms: u64,
+    /// `[upstream]`'s limits with this deployment's overrides.
+    pub upstream: UpstreamLimits,
+}
+
+impl Deployment {
+    /// The name the provider knows a public model by.
+    pub fn upstream_model<'d>(&'d self, public: &'d str) -> &'d str {
+        self.upstream_models.get(public).map_or(public, String::as_str)
+    }
 }
 
 /// A credential from the configuration: its `Debug` never shows it, so a
@@ -497,12 +570,14 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     };
     let http = validate_http(file.http)?;
     let upstream = validate_upstream(file.upstream)?;
+    let routing = validate_routing(file.routing)?;
     let mut deployments = Vec::new();
     for (name, provider) in file.providers {
-        deployments.push(validate_provider(name, provider, env)?);
+        deployments.push(validate_provider(name, provider, &upstream, env)?);
     }
     let routes = route_table(&deployments);
     let aliases = resolve_aliases(&file.aliases, &routes)?;
+    let fallbacks = resolve_fallbacks(&file.fallbacks, &routes, &aliases)?;
     let keys = validate_keys(file.keys)?;
     Ok(Config {
         listen,
@@ -512,9 +587,11 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         shutdown_timeout_ms: file.shutdown_timeout_ms,
         http,
         upstream,
+        routing,
         deployments,
         routes,
         aliases,
+        fallbacks,
         keys,
     })
 }
@@ -610,9 +687,54 @@ fn validate_upstream(f: UpstreamFile) -> Result<UpstreamLimits, ConfigError> {
     })
 }
 
+fn validate_routing(f: RoutingFile) -> Result<RoutingLimits, ConfigError> {
+    let base = positive("routing.retry_backoff_base_ms", f.retry_backoff_base_ms)?;
+    let max = positive("routing.retry_backoff_max_ms", f.retry_backoff_max_ms)?;
+    if max < base {
+        return Err(invalid("routing.retry_backoff_max_ms", "must be at least retry_backoff_base_ms"));
+    }
+    Ok(RoutingLimits {
+        retry_backoff_base_ms: base,
+        retry_backoff_max_ms: max,
+        retry_deadline_ms: positive("routing.retry_deadline_ms", f.retry_deadline_ms)?,
+        breaker_failures: positive("routing.breaker_failures", f.breaker_failures)?,
+        breaker_cooldown_ms: positive("routing.breaker_cooldown_ms", f.breaker_cooldown_ms)?,
+    })
+}
+
+/// Resolves each fallback list through the aliases; every model named must
+/// be served, and a model is never its own fallback.
+fn resolve_fallbacks(
+    fallbacks: &BTreeMap<String, Vec<String>>,
+    routes: &HashMap<String, Vec<usize>>,
+    aliases: &HashMap<String, String>,
+) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+    let served = |name: &str| -> Option<String> {
+        aliases.get(name).cloned().or_else(|| routes.contains_key(name).then(|| name.to_owned()))
+    };
+    let mut out = HashMap::new();
+    for (model, list) in fallbacks {
+        let path = format!("fallbacks.{model}");
+        let from = served(model).ok_or_else(|| invalid(&path, format!("`{model}` is not served by any provider")))?;
+        let mut targets: Vec<String> = Vec::with_capacity(list.len());
+        for target in list {
+            let to = served(target).ok_or_else(|| invalid(&path, format!("`{target}` is not served by any provider")))?;
+            if to == from {
+                return Err(invalid(&path, format!("`{target}` is `{model}` itself")));
+            }
+            if !targets.contains(&to) {
+                targets.push(to);
+            }
+        }
+        out.insert(from, targets);
+    }
+    Ok(out)
+}
+
 fn validate_provider(
     name: String,
     p: ProviderFile,
+    upstream: &UpstreamLimits,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Deployment, ConfigError> {
     let path = format!("providers.{name}");
@@ -709,13 +831,31 @@ fn validate_provider(
     if aws.into_iter().any(|given| given) && !matches!(kind, ProviderKind::Bedrock { .. }) {
         return Err(invalid(format!("{path}.region"), "region and aws_* keys only apply to kind \"bedrock\""));
     }
+    let mut upstream = upstream.clone();
+    if let Some(ms) = p.connect_timeout_ms {
+        upstream.connect_timeout_ms = positive(&format!("{path}.connect_timeout_ms"), ms)?;
+    }
+    if let Some(ms) = p.stream_idle_timeout_ms {
+        upstream.stream_idle_timeout_ms = positive(&format!("{path}.stream_idle_timeout_ms"), ms)?;
+    }
+    let mut models = p.models;
+    for (public, own) in &p.upstream_models {
+        if own.trim().is_empty() {
+            return Err(invalid(format!("{path}.upstream_models.{public}"), "must name the provider's model"));
+        }
+        if !models.contains(public) {
+            models.push(public.clone());
+        }
+    }
     Ok(Deployment {
         name,
         kind,
-        models: p.models,
+        models,
+        upstream_models: p.upstream_models.into_iter().collect(),
         weight: positive(&format!("{path}.weight"), p.weight.unwrap_or(defaults::PROVIDER_WEIGHT))?,
         max_retries: p.max_retries.unwrap_or(defaults::PROVIDER_MAX_RETRIES),
         timeout_ms: positive(&format!("{path}.timeout"), p.timeout.unwrap_or(defaults::PROVIDER_TIMEOUT_S))? * 1000,
+        upstream,
     })
 }
 

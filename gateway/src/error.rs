@@ -69,6 +69,10 @@ pub enum GatewayError {
     /// its meaning so the client gets it in its own dialect.
     #[error("Provider `{provider}`: {}", .error.message)]
     Provider { provider: String, error: translate::error::ProviderError, forward: Vec<(String, String)> },
+    /// Every deployment that serves the model is cooling down after
+    /// failures (its circuit breaker is open).
+    #[error("Every provider of `{model}` is failing; corelay retries them in {} s", retry_after.as_secs().max(1))]
+    NoHealthyDeployment { model: String, retry_after: std::time::Duration },
     #[error("{0}")]
     Internal(String),
 }
@@ -91,7 +95,8 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. }
             | GatewayError::Upstream { .. }
             | GatewayError::ProviderAuth { .. }
-            | GatewayError::Provider { .. } => Source::Provider,
+            | GatewayError::Provider { .. }
+            | GatewayError::NoHealthyDeployment { .. } => Source::Provider,
             GatewayError::Internal(_) => Source::Internal,
         }
     }
@@ -105,6 +110,21 @@ impl GatewayError {
             GatewayError::Provider { error, .. } => matches!(error.kind.openai_status(), 429 | 500..),
             _ => false,
         }
+    }
+
+    /// How long the provider asked to be left alone (`retry-after-ms`, or
+    /// `retry-after` in seconds), when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let forward = match self {
+            GatewayError::Upstream { forward, .. } | GatewayError::Provider { forward, .. } => forward,
+            _ => return None,
+        };
+        let header = |name: &str| forward.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
+        if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()) {
+            return Some(std::time::Duration::from_millis(ms.max(0.0) as u64));
+        }
+        // An HTTP date is possible too; providers send seconds.
+        header("retry-after").and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_secs)
     }
 
     /// Classifies a client-side transport failure of one provider.
@@ -146,6 +166,7 @@ impl GatewayError {
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::ProviderAuth { .. } => 502,
             GatewayError::UpstreamTimeout { .. } => 504,
+            GatewayError::NoHealthyDeployment { .. } => 503,
             GatewayError::Upstream { status, .. } => *status,
             GatewayError::Translate(translate::error::Error::Provider(_)) => 502,
             GatewayError::Translate(_) => 400,
@@ -170,6 +191,7 @@ impl GatewayError {
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),
             GatewayError::ProviderAuth { .. } => ("upstream_error", Some("upstream_auth_failed")),
+            GatewayError::NoHealthyDeployment { .. } => ("upstream_error", Some("no_healthy_provider")),
             GatewayError::Upstream { .. } => ("upstream_error", None),
             GatewayError::Translate(translate::error::Error::Provider(_)) => {
                 ("upstream_error", Some("bad_upstream_response"))
@@ -217,6 +239,9 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
     let headers = match error {
         GatewayError::MethodNotAllowed { allow, .. } => vec![("allow".to_owned(), (*allow).to_owned())],
         GatewayError::ProviderAuth { forward, .. } => forward.clone(),
+        GatewayError::NoHealthyDeployment { retry_after, .. } => {
+            vec![("retry-after".to_owned(), retry_after.as_secs().max(1).to_string())]
+        }
         _ => Vec::new(),
     };
     let status = error.status();

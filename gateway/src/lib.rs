@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod mock;
 pub mod pipeline;
+pub mod routing;
 pub mod runtime;
 pub mod shard;
 pub mod sigv4;

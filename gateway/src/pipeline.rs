@@ -14,7 +14,7 @@
 //! 10. Account: usage read from the final usage chunk goes to the counters.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use translate::openai::{self, ChatPeek, ChunkKind};
 use translate::sse::{Piece, Splitter};
@@ -26,6 +26,7 @@ use crate::error::{Dialect, GatewayError};
 use crate::http::codec::{self, Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
 use crate::mock;
+use crate::routing::{Attempts, Next, Plan};
 use crate::shard::{Counter, Shard, Snapshot};
 use crate::upstream::{self, Body, Conn, ExchangeStats, Target};
 
@@ -214,7 +215,7 @@ fn authenticate(snapshot: &Snapshot, request: &Request<'_>) -> Result<Option<usi
 
 // Phases 4-6 --------------------------------------------------------------
 
-/// A request resolved to the deployment that will serve it.
+/// One attempt of a request: the deployment that serves it this time.
 struct Resolved<'s> {
     deployment_index: usize,
     deployment: &'s Deployment,
@@ -223,14 +224,29 @@ struct Resolved<'s> {
     rename: Option<&'s str>,
     /// The model name the provider sees.
     upstream_model: &'s str,
+    /// Which attempt of the request this is, from 1 (`x-corelay-attempts`).
+    attempt: String,
 }
 
-fn resolve<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Result<Resolved<'s>, GatewayError> {
+impl Resolved<'_> {
+    fn provider(&self) -> &str {
+        &self.deployment.name
+    }
+
+    /// `x-corelay-provider` and `x-corelay-attempts`.
+    fn headers(&self) -> [Header<'_>; 2] {
+        [(b"x-corelay-provider", self.deployment.name.as_bytes()), (b"x-corelay-attempts", self.attempt.as_bytes())]
+    }
+}
+
+/// The served model a request's `model` stands for (an alias followed),
+/// once the caller's key may use it.
+fn authorize<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Result<&'s str, GatewayError> {
     let config = &snapshot.config;
-    let (target, rename) = match config.aliases.get_key_value(model) {
-        Some((_, target)) => (target.as_str(), Some(target.as_str())),
+    let target = match config.aliases.get(model) {
+        Some(target) => target.as_str(),
         None => match config.routes.get_key_value(model) {
-            Some((name, _)) => (name.as_str(), None),
+            Some((name, _)) => name.as_str(),
             None => return Err(GatewayError::ModelNotFound(model.to_owned())),
         },
     };
@@ -240,26 +256,91 @@ fn resolve<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Resul
             return Err(GatewayError::Forbidden(format!("This key is not allowed to use the model `{model}`.")));
         }
     }
-    let candidates = config.routes.get(target).ok_or_else(|| GatewayError::ModelNotFound(model.to_owned()))?;
-    let deployment_index = pick_weighted(candidates, &config.deployments);
-    Ok(Resolved { deployment_index, deployment: &config.deployments[deployment_index], rename, upstream_model: target })
+    Ok(target)
 }
 
-/// Weighted random choice among the deployments serving a model.
-fn pick_weighted(candidates: &[usize], deployments: &[Deployment]) -> usize {
-    if let [only] = candidates {
-        return *only;
+/// The attempts of a request for `model` (a served model), in plan order.
+fn attempts_for<'s>(snapshot: &'s Snapshot, model: &'s str) -> Attempts<'s> {
+    let plan = Plan::new(&snapshot.config, model, |n| fastrand::u64(0..n));
+    Attempts::new(plan, Instant::now(), &snapshot.config.routing)
+}
+
+/// Waits out the backoff before the next attempt and says where it goes;
+/// `None` when no attempt is left.
+async fn next_attempt<'s>(
+    shard: &Shard,
+    snapshot: &'s Snapshot,
+    attempts: &mut Attempts<'s>,
+    client_model: &str,
+) -> Option<Resolved<'s>> {
+    let config = &snapshot.config;
+    let now = Instant::now();
+    let admit = |d| shard.breakers.admit(snapshot.generation, d, now, &config.routing);
+    let Next::Go { candidate, wait, .. } = attempts.next(config, admit, now, &mut |n| fastrand::u64(0..n)) else {
+        return None;
+    };
+    if attempts.total > 1 {
+        shard.count(Counter::UpstreamRetries, 1);
     }
-    let total: u64 = candidates.iter().map(|&i| u64::from(deployments[i].weight)).sum();
-    let mut ticket = fastrand::u64(0..total);
-    for &i in candidates {
-        let w = u64::from(deployments[i].weight);
-        if ticket < w {
-            return i;
+    if !wait.is_zero() {
+        monoio::time::sleep(wait).await;
+    }
+    let deployment = &config.deployments[candidate.deployment];
+    let upstream_model = deployment.upstream_model(candidate.model);
+    Some(Resolved {
+        deployment_index: candidate.deployment,
+        deployment,
+        rename: (upstream_model != client_model).then_some(upstream_model),
+        upstream_model,
+        attempt: attempts.total.to_string(),
+    })
+}
+
+/// Settles one attempt: its deployment's breaker learns how it went, and
+/// the request either ends (`Some`) or goes on to its next attempt. An
+/// attempt's error reaches here only while nothing was sent to the client.
+fn settle(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    resolved: &Resolved<'_>,
+    outcome: Result<(), GatewayError>,
+    attempts: &mut Attempts<'_>,
+) -> Option<Result<(), GatewayError>> {
+    match outcome {
+        Ok(()) => {
+            breaker_success(shard, snapshot, resolved);
+            Some(Ok(()))
         }
-        ticket -= w;
+        Err(e) if e.retryable() => {
+            breaker_failure(shard, snapshot, resolved);
+            let retry_after = e.retry_after();
+            attempts.failed(e, retry_after);
+            None
+        }
+        // The provider answered: it is up, and the answer is final (a
+        // refused request, or corelay's own 4xx before anything was sent).
+        Err(e) => {
+            if e.source_kind() == crate::error::Source::Provider {
+                breaker_success(shard, snapshot, resolved);
+            }
+            Some(Err(e))
+        }
     }
-    candidates[candidates.len() - 1]
+}
+
+fn breaker_success(shard: &Shard, snapshot: &Snapshot, resolved: &Resolved<'_>) {
+    if let Some(verdict) = shard.breakers.succeeded(snapshot.generation, resolved.deployment_index) {
+        shard.share_verdict(snapshot.generation, resolved.deployment_index, verdict);
+    }
+}
+
+fn breaker_failure(shard: &Shard, snapshot: &Snapshot, resolved: &Resolved<'_>) {
+    let now = Instant::now();
+    let index = resolved.deployment_index;
+    if let Some(verdict) = shard.breakers.failed(snapshot.generation, index, now, &snapshot.config.routing) {
+        shard.count(Counter::BreakerOpens, 1);
+        shard.share_verdict(snapshot.generation, index, verdict);
+    }
 }
 
 // Chat ---------------------------------------------------------------------
@@ -278,21 +359,45 @@ async fn chat(
 ) -> Result<(), GatewayError> {
     // `model` and `stream` have the same names in both dialects.
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-    let resolved = resolve(snapshot, key, &peek.model)?;
+    let model = authorize(snapshot, key, &peek.model)?;
     if peek.stream {
         shard.count(Counter::Streams, 1);
     }
+    let mut attempts = attempts_for(snapshot, model);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+        let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
+        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
+            return done;
+        }
+    }
+    Err(attempts.exhausted(&peek.model))
+}
+
+/// One attempt of a chat request, on one deployment. An error comes back
+/// only while nothing was sent to the client, so that another attempt can
+/// still answer it.
+#[allow(clippy::too_many_arguments)]
+async fn chat_attempt(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    peek: &ChatPeek<'_>,
+    resolved: &Resolved<'_>,
+    front: Dialect,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
     let endpoint = match &resolved.deployment.kind {
         ProviderKind::Mock if front == Dialect::OpenAi => {
-            let usage = mock::chat(responder, &peek, resolved.upstream_model).await;
+            let usage = mock::chat(responder, peek, resolved.upstream_model).await;
             account(shard, usage);
             return Ok(());
         }
-        ProviderKind::Mock => return mock_translated(shard, request, &resolved, front, responder, scratch).await,
+        ProviderKind::Mock => return mock_translated(shard, request, resolved, front, responder, scratch).await,
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
     };
     if provider_dialect(&resolved.deployment.kind) != translate_dialect(front) {
-        return translated(shard, snapshot, request, &resolved, endpoint, front, responder, scratch).await;
+        return translated(shard, snapshot, request, resolved, endpoint, front, responder, scratch).await;
     }
     // Usage must be counted, so an OpenAI stream asks for it; the usage
     // chunk is then hidden from a client that did not ask for it itself.
@@ -302,22 +407,20 @@ async fn chat(
     // Ollama's /v1 reads only `max_tokens`.
     let max_tokens_name = matches!(resolved.deployment.kind, ProviderKind::Ollama { .. });
     let splice = openai::Splice { model: resolved.rename, include_usage: want_usage, max_tokens_name };
-    let body = splice_body(request.body, &peek, splice, &mut scratch.body);
+    let body = splice_body(request.body, peek, splice, &mut scratch.body);
     let operation = if front == Dialect::Anthropic { Operation::Messages } else { Operation::Chat };
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, peek.stream, body);
-    let (conn, head) = send(shard, snapshot, &resolved, endpoint, scratch).await?;
-    let provider = resolved.deployment.name.as_str();
+    let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
     if head.status >= 300 {
-        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, resolved, conn, &head, scratch).await);
     }
     if peek.stream && is_event_stream(&conn, &head) {
         let usage =
             if front == Dialect::Anthropic { StreamUsage::Anthropic } else { StreamUsage::OpenAi { hide: want_usage } };
-        forward_stream(shard, snapshot, provider, conn, head, usage, responder, scratch).await;
-        return Ok(());
+        return forward_stream(shard, snapshot, resolved, conn, head, usage, responder, scratch).await;
     }
-    forward_whole(shard, snapshot, provider, conn, head, front, responder, scratch).await
+    forward_whole(shard, resolved, conn, head, front, responder, scratch).await
 }
 
 /// How a translated request is written for a deployment's kind.
@@ -392,9 +495,8 @@ async fn translated(
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, stream, &scratch.body);
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
-    let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(shard, snapshot, provider, dialect, conn, &head, scratch).await);
+        return Err(provider_error(shard, resolved, dialect, conn, &head, scratch).await);
     }
     let id = answer_id(front);
     let model = resolved.upstream_model;
@@ -407,17 +509,15 @@ async fn translated(
             json_tool: written.json_tool,
         };
         let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
-        translate_stream(shard, snapshot, provider, conn, head, translator, responder, scratch).await;
-        return Ok(());
+        return translate_stream(shard, snapshot, resolved, conn, head, translator, responder, scratch).await;
     }
-    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
+    read_whole(shard, resolved, conn, &head, scratch).await?;
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
         .map_err(GatewayError::Translate)?;
     account(shard, usage);
-    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
-    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+    ignore_io(responder.send(200, b"application/json", &resolved.headers(), &out).await)
 }
 
 /// The `mock` kind behind the Anthropic front door: the mock's OpenAI
@@ -483,21 +583,28 @@ async fn count_tokens(
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-    let resolved = resolve(snapshot, key, &peek.model)?;
-    match &resolved.deployment.kind {
-        ProviderKind::Anthropic { endpoint, .. } => {
-            let operation = Operation::CountTokens;
-            pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, operation, responder, scratch)
-                .await
+    let model = authorize(snapshot, key, &peek.model)?;
+    let mut attempts = attempts_for(snapshot, model);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+        let outcome = match &resolved.deployment.kind {
+            ProviderKind::Anthropic { endpoint, .. } => {
+                let operation = Operation::CountTokens;
+                pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, operation, responder, scratch)
+                    .await
+            }
+            ProviderKind::Gemini { endpoint, .. } | ProviderKind::Bedrock { endpoint, .. } => {
+                translated_count_tokens(shard, snapshot, request, &resolved, endpoint, responder, scratch).await
+            }
+            _ => Err(GatewayError::BadRequest(format!(
+                "count_tokens is available for Anthropic, Gemini and Bedrock providers; `{}` is served by `{}`",
+                peek.model, resolved.deployment.name
+            ))),
+        };
+        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
+            return done;
         }
-        ProviderKind::Gemini { endpoint, .. } | ProviderKind::Bedrock { endpoint, .. } => {
-            translated_count_tokens(shard, snapshot, request, &resolved, endpoint, responder, scratch).await
-        }
-        _ => Err(GatewayError::BadRequest(format!(
-            "count_tokens is available for Anthropic, Gemini and Bedrock providers; `{}` is served by `{}`",
-            peek.model, resolved.deployment.name
-        ))),
     }
+    Err(attempts.exhausted(&peek.model))
 }
 
 /// Reads the count out of a provider's token-count answer.
@@ -536,11 +643,10 @@ async fn translated_count_tokens(
     let call = Call { deployment: resolved.deployment, endpoint, operation: Operation::CountTokens, model };
     build_request(&mut scratch.request, call, request, false, &scratch.body);
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
-    let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(provider_error(shard, snapshot, provider, wire, conn, &head, scratch).await);
+        return Err(provider_error(shard, resolved, wire, conn, &head, scratch).await);
     }
-    read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
+    read_whole(shard, resolved, conn, &head, scratch).await?;
     let tokens = tokens(&scratch.body).ok_or_else(|| {
         GatewayError::Translate(translate::error::Error::Provider("the token count answer holds no count".into()))
     })?;
@@ -548,8 +654,7 @@ async fn translated_count_tokens(
     out.extend_from_slice(b"{\"input_tokens\":");
     out.extend_from_slice(itoa::Buffer::new().format(tokens).as_bytes());
     out.push(b'}');
-    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
-    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+    ignore_io(responder.send(200, b"application/json", &resolved.headers(), &out).await)
 }
 
 /// Whether corelay asks this kind of provider for streamed usage. Azure's
@@ -582,7 +687,26 @@ async fn embeddings(
     if peek.stream {
         return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
     }
-    let resolved = resolve(snapshot, key, &peek.model)?;
+    let model = authorize(snapshot, key, &peek.model)?;
+    let mut attempts = attempts_for(snapshot, model);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+        let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
+        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
+            return done;
+        }
+    }
+    Err(attempts.exhausted(&peek.model))
+}
+
+async fn embeddings_attempt(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    peek: &ChatPeek<'_>,
+    resolved: &Resolved<'_>,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
     let endpoint = match &resolved.deployment.kind {
         ProviderKind::Mock => {
             let usage = mock::embeddings(responder, request.body, resolved.upstream_model).await?;
@@ -594,8 +718,7 @@ async fn embeddings(
     match provider_dialect(&resolved.deployment.kind) {
         Wire::OpenAi => {}
         wire @ (Wire::Gemini | Wire::Bedrock) => {
-            return translated_embeddings(shard, snapshot, request, &resolved, endpoint, wire, responder, scratch)
-                .await;
+            return translated_embeddings(shard, snapshot, request, resolved, endpoint, wire, responder, scratch).await;
         }
         Wire::Anthropic => {
             return Err(GatewayError::BadRequest(format!(
@@ -604,7 +727,7 @@ async fn embeddings(
             )));
         }
     }
-    pass_through_whole(shard, snapshot, request, &peek, &resolved, endpoint, Operation::Embeddings, responder, scratch)
+    pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, Operation::Embeddings, responder, scratch)
         .await
 }
 
@@ -628,12 +751,11 @@ async fn pass_through_whole(
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, false, body);
     let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
-    let provider = resolved.deployment.name.as_str();
     if head.status >= 300 {
-        return Err(upstream_error(shard, snapshot, provider, conn, &head, scratch).await);
+        return Err(upstream_error(shard, resolved, conn, &head, scratch).await);
     }
     let dialect = if operation == Operation::CountTokens { Dialect::Anthropic } else { Dialect::OpenAi };
-    forward_whole(shard, snapshot, provider, conn, head, dialect, responder, scratch).await
+    forward_whole(shard, resolved, conn, head, dialect, responder, scratch).await
 }
 
 /// Embeddings from Gemini (`batchEmbedContents`) or Bedrock (Titan, Cohere
@@ -659,7 +781,6 @@ async fn translated_embeddings(
         _ => Target::Gemini,
     };
     let mut collected = Collected::new(target, embed.inputs.len(), embed.encoding);
-    let provider = resolved.deployment.name.as_str();
     for call in 0..collected.calls() {
         scratch.body.clear();
         target.write(&embed, model, call, &mut scratch.body).map_err(GatewayError::Translate)?;
@@ -667,16 +788,15 @@ async fn translated_embeddings(
         build_request(&mut scratch.request, call_spec, request, false, &scratch.body);
         let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
         if head.status >= 300 {
-            return Err(provider_error(shard, snapshot, provider, wire, conn, &head, scratch).await);
+            return Err(provider_error(shard, resolved, wire, conn, &head, scratch).await);
         }
-        read_whole(shard, snapshot, provider, conn, &head, scratch).await?;
+        read_whole(shard, resolved, conn, &head, scratch).await?;
         collected.add(&scratch.body).map_err(GatewayError::Translate)?;
     }
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = collected.finish(model, &mut out).map_err(GatewayError::Translate)?;
     account(shard, Some(usage));
-    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
-    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+    ignore_io(responder.send(200, b"application/json", &resolved.headers(), &out).await)
 }
 
 // Phase 7 ----------------------------------------------------------------
@@ -843,7 +963,7 @@ async fn send(
     let request = std::mem::take(&mut scratch.request);
     let timeout = Duration::from_millis(resolved.deployment.timeout_ms);
     let (result, request) =
-        upstream::exchange(&pool, &target, &snapshot.config.upstream, request, timeout, &mut stats).await;
+        upstream::exchange(&pool, &target, &resolved.deployment.upstream, request, timeout, &mut stats).await;
     scratch.request = request;
     shard.count(Counter::UpstreamConnects, stats.connects);
     shard.count(Counter::UpstreamReuses, stats.reuses);
@@ -862,13 +982,13 @@ fn is_event_stream(conn: &Conn, head: &ResponseHead) -> bool {
 /// connection goes back to the pool when the answer was read whole.
 async fn upstream_error(
     shard: &Shard,
-    snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     mut conn: Conn,
     head: &ResponseHead,
     scratch: &mut Scratch,
 ) -> GatewayError {
-    let limits = &snapshot.config.upstream;
+    let provider = resolved.provider();
+    let limits = &resolved.deployment.upstream;
     let mut body_reader = Body::new(head);
     scratch.body.clear();
     // Error bodies are small; a provider that sends a huge one gets cut.
@@ -912,15 +1032,14 @@ fn error_message(body: &[u8]) -> String {
 /// other dialect.
 async fn provider_error(
     shard: &Shard,
-    snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     dialect: Wire,
     conn: Conn,
     head: &ResponseHead,
     scratch: &mut Scratch,
 ) -> GatewayError {
     let error_type = head.error_type.clone().map(|r| lossy(conn.head_bytes(r)));
-    match upstream_error(shard, snapshot, provider, conn, head, scratch).await {
+    match upstream_error(shard, resolved, conn, head, scratch).await {
         GatewayError::Upstream { provider, status, body, forward } => {
             let error = match dialect {
                 Wire::Bedrock => translate::bedrock::response::parse_error(status, &body, error_type.as_deref()),
@@ -947,13 +1066,13 @@ fn lossy(bytes: &[u8]) -> String {
 /// another request.
 async fn read_whole(
     shard: &Shard,
-    snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     mut conn: Conn,
     head: &ResponseHead,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
-    let limits = &snapshot.config.upstream;
+    let provider = resolved.provider();
+    let limits = &resolved.deployment.upstream;
     let mut body = Body::new(head);
     scratch.body.clear();
     let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
@@ -967,18 +1086,17 @@ async fn read_whole(
 }
 
 /// Forwards a whole (non-streamed) response body.
-#[allow(clippy::too_many_arguments)]
 async fn forward_whole(
     shard: &Shard,
-    snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     mut conn: Conn,
     head: ResponseHead,
     dialect: Dialect,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
-    let limits = &snapshot.config.upstream;
+    let provider = resolved.provider();
+    let limits = &resolved.deployment.upstream;
     let mut body = Body::new(&head);
     scratch.body.clear();
     let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
@@ -991,8 +1109,8 @@ async fn forward_whole(
     };
     account(shard, usage);
     let content_type = head.content_type.clone().map_or(&b"application/json"[..], |r| conn.head_bytes(r));
-    let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 1);
-    headers.push((b"x-corelay-provider", provider.as_bytes()));
+    let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 2);
+    headers.extend(resolved.headers());
     headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
     let sent = responder.send(head.status, content_type, &headers, &scratch.body).await;
     drop(headers);
@@ -1002,60 +1120,99 @@ async fn forward_whole(
     ignore_io(sent)
 }
 
-/// Forwards an SSE stream event by event, as each arrives. Errors after the
-/// head went out are told to the client inside the stream.
+/// The most of a stream held back before its first content (see
+/// [`forward_stream`]); past it, the stream is sent as it is.
+const STREAM_HELD_BYTES_MAX: usize = 64 * 1024;
+
+/// Forwards an SSE stream event by event, as each arrives.
+///
+/// Nothing goes to the client before the first event with content: what
+/// comes before (Anthropic's `message_start`, pings, a usage-only chunk) is
+/// held back, and an error event or a cut connection before any content
+/// fails the attempt (`Err`), so that another attempt can still answer.
+/// After that, errors are told to the client inside the stream.
 #[allow(clippy::too_many_arguments)]
 async fn forward_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     mut conn: Conn,
     head: ResponseHead,
     usage_of: StreamUsage,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
-) {
-    let limits = &snapshot.config.upstream;
-    {
-        let content_type = head.content_type.clone().map_or(&b"text/event-stream"[..], |r| conn.head_bytes(r));
-        let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 1);
-        headers.push((b"x-corelay-provider", provider.as_bytes()));
-        headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
-        if responder.start_stream(head.status, content_type, &headers).await.is_err() {
-            return;
-        }
-    }
+) -> Result<(), GatewayError> {
+    let provider = resolved.provider();
+    let limits = &resolved.deployment.upstream;
     let mut body = Body::new(&head);
     let mut splitter = Splitter::new(limits.stream_event_bytes_max);
     let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
     let mut usage = None;
     let mut failure = None;
+    let mut started = false;
+    let mut content = false;
+    scratch.events.clear();
     loop {
         scratch.body.clear();
-        scratch.events.clear();
+        if started {
+            scratch.events.clear();
+        }
         let mut overflow = false;
         let mut ended = false;
+        let mut early_error = None;
         let mut on_piece = |piece: Piece<'_>| match piece {
-            Piece::Event(event) => forward_event(event, usage_of, &mut usage, &mut scratch.events),
+            Piece::Event(_) if early_error.is_some() => {}
+            Piece::Event(event) => {
+                if !content {
+                    match early_event(event, usage_of, provider) {
+                        Early::Held => {}
+                        Early::Content => content = true,
+                        Early::Error(e) => {
+                            early_error = Some(e);
+                            return;
+                        }
+                    }
+                }
+                forward_event(event, usage_of, &mut usage, &mut scratch.events)
+            }
             Piece::Overflow => overflow = true,
         };
         match body.next(&mut conn, &mut scratch.body, idle).await {
-            Ok(true) => splitter.feed(&scratch.body, on_piece),
+            Ok(true) => splitter.feed(&scratch.body, &mut on_piece),
             // A last event that lacks its blank line is still forwarded,
             // completed with one.
             Ok(false) => {
                 splitter.finish(&mut on_piece);
                 ended = true;
             }
+            // Cut before any content: this attempt failed, another may not.
+            Err(e) if !started => return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e }),
             Err(e) => {
                 failure = Some(GatewayError::from_upstream(provider, e));
                 break;
             }
         }
+        if !started {
+            if let Some(e) = early_error {
+                breaker_failure(shard, snapshot, resolved);
+                return Err(e);
+            }
+            if !(content || ended || overflow || scratch.events.len() > STREAM_HELD_BYTES_MAX) {
+                continue;
+            }
+            let content_type = head.content_type.clone().map_or(&b"text/event-stream"[..], |r| conn.head_bytes(r));
+            let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 2);
+            headers.extend(resolved.headers());
+            headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
+            if responder.start_stream(head.status, content_type, &headers).await.is_err() {
+                return Ok(());
+            }
+            started = true;
+        }
         if responder.stream(&scratch.events).await.is_err() {
             // The client left: drop the upstream connection with it.
             account(shard, usage);
-            return;
+            return Ok(());
         }
         if overflow {
             failure = Some(GatewayError::UpstreamBadResponse {
@@ -1072,6 +1229,7 @@ async fn forward_stream(
     if let Some(e) = failure {
         // The status went out long ago: say it the way OpenAI does
         // mid-stream, as an `error` event, then end the stream.
+        breaker_failure(shard, snapshot, resolved);
         let dialect = if usage_of == StreamUsage::Anthropic { Dialect::Anthropic } else { Dialect::OpenAi };
         let (_, _, error_body) = crate::error::rescue(&e, dialect);
         scratch.events.clear();
@@ -1084,12 +1242,52 @@ async fn forward_stream(
         let _ = responder.stream(&scratch.events).await;
         let _ = responder.end_stream().await;
         responder.abort_stream();
-        return;
+        return Ok(());
     }
     let ended = responder.end_stream().await;
     if ended.is_ok() && head.keep_alive && body.is_done() {
         shard.pool().put(conn);
     }
+    Ok(())
+}
+
+/// What an event that comes before any content is.
+enum Early {
+    /// Held back until content comes: a start, a ping, usage alone.
+    Held,
+    Content,
+    /// The provider failed before answering anything.
+    Error(GatewayError),
+}
+
+/// Classifies a same-dialect stream's event while no content has come.
+fn early_event(event: &[u8], usage_of: StreamUsage, provider: &str) -> Early {
+    let data = translate::sse::single_data(event);
+    let error = |dialect: Wire, data: &[u8]| {
+        // The status is unknown inside a 200: the body's type decides.
+        let error = translate::parse_error(dialect, 500, data);
+        Early::Error(GatewayError::Provider { provider: provider.to_owned(), error, forward: Vec::new() })
+    };
+    match usage_of {
+        StreamUsage::Anthropic => match event_name(event) {
+            Some(b"message_start" | b"ping") | None => Early::Held,
+            Some(b"error") => error(Wire::Anthropic, data.unwrap_or_default()),
+            Some(_) => Early::Content,
+        },
+        StreamUsage::OpenAi { .. } => match data {
+            None => Early::Held,
+            Some(data) if sonic_rs::get(data, ["error"]).is_ok() => error(Wire::OpenAi, data),
+            Some(_) => match openai::classify_chunk(event) {
+                ChunkKind::UsageOnly(_) => Early::Held,
+                _ => Early::Content,
+            },
+        },
+    }
+}
+
+/// The `event:` field of a server-sent event.
+fn event_name(event: &[u8]) -> Option<&[u8]> {
+    event.split(|&b| b == b'\n').find_map(|line| line.strip_prefix(b"event:").map(<[u8]>::trim_ascii))
 }
 
 /// Copies one event of a same-dialect stream to `out`, reading its usage on
@@ -1126,47 +1324,71 @@ enum StreamUsage {
     Anthropic,
 }
 
-/// Translates a provider's stream event by event, as each arrives.
+/// Translates a provider's stream event by event, as each arrives. As in
+/// [`forward_stream`], nothing goes to the client before the first content:
+/// a stream that fails before it fails the attempt (`Err`).
 #[allow(clippy::too_many_arguments)]
 async fn translate_stream(
     shard: &Shard,
     snapshot: &Snapshot,
-    provider: &str,
+    resolved: &Resolved<'_>,
     mut conn: Conn,
     head: ResponseHead,
     mut translator: translate::stream::Translator,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
-) {
+) -> Result<(), GatewayError> {
     use translate::stream::State;
-    let headers: [Header<'_>; 1] = [(b"x-corelay-provider", provider.as_bytes())];
-    if responder.start_stream(200, b"text/event-stream", &headers).await.is_err() {
-        return;
-    }
-    let limits = &snapshot.config.upstream;
+    let provider = resolved.provider();
+    let limits = &resolved.deployment.upstream;
     let mut body = Body::new(&head);
     let idle = Duration::from_millis(limits.stream_idle_timeout_ms);
+    let mut started = false;
+    scratch.events.clear();
     loop {
         scratch.body.clear();
-        scratch.events.clear();
+        if started {
+            scratch.events.clear();
+        }
         let state = match body.next(&mut conn, &mut scratch.body, idle).await {
             Ok(true) => translator.feed(&scratch.body, &mut scratch.events),
             Ok(false) => translator.end(&mut scratch.events),
+            Err(e) if !started => return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e }),
             Err(e) => {
                 let message = GatewayError::from_upstream(provider, e).to_string();
                 let error = translate::error::ProviderError::new(translate::error::ErrorKind::BadGateway, message);
                 translator.fail(error, &mut scratch.events)
             }
         };
+        if !started {
+            if state == State::Failed && !translator.has_content() {
+                breaker_failure(shard, snapshot, resolved);
+                let error = translator.failure().cloned().unwrap_or_else(|| {
+                    translate::error::ProviderError::new(translate::error::ErrorKind::BadGateway, "the stream failed")
+                });
+                return Err(GatewayError::Provider { provider: provider.to_owned(), error, forward: Vec::new() });
+            }
+            let held = scratch.events.len() > STREAM_HELD_BYTES_MAX;
+            if state == State::Open && !translator.has_content() && !held {
+                continue;
+            }
+            if responder.start_stream(200, b"text/event-stream", &resolved.headers()).await.is_err() {
+                return Ok(());
+            }
+            started = true;
+        }
         if !scratch.events.is_empty() && responder.stream(&scratch.events).await.is_err() {
             account(shard, translator.usage());
-            return;
+            return Ok(());
         }
         if state != State::Open {
             break;
         }
     }
     account(shard, translator.usage());
+    if translator.state() == State::Failed {
+        breaker_failure(shard, snapshot, resolved);
+    }
     let ended = responder.end_stream().await;
     // The connection is reusable only if its body was read to the end. The
     // translator is done at the dialect's last event, usually before the
@@ -1178,6 +1400,7 @@ async fn translate_stream(
     {
         shard.pool().put(conn);
     }
+    Ok(())
 }
 
 /// Copies an event without the `"usage":null` member that a provider adds

@@ -320,7 +320,7 @@ fn shard_main(
     {
         eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
     }
-    let shard = Rc::new(Shard::new(id, snapshot));
+    let shard = Rc::new(Shard::new(id, snapshot, Some(reports.clone())));
     let entries = 1024;
     let body = run_shard(shard, listener, inbox, reports, ready.clone());
     let built = match snapshot.config.driver {
@@ -450,6 +450,9 @@ fn control_plane(
         crossbeam_channel::select! {
             recv(reports) -> report => match report {
                 Ok(Report::Counters { shard, values }) => per_shard[shard] = values,
+                Ok(Report::Health { generation, deployment, verdict }) => {
+                    dropped += broadcast(&links, &Command::Health { generation, deployment, verdict });
+                }
                 Ok(Report::Stopped { shard }) => {
                     stopped[shard] = true;
                     if stopped.iter().all(|s| *s) {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::routing::{Breakers, Verdict};
 use crate::upstream::Pool;
 
 /// What the control plane tells a shard.
@@ -38,6 +39,9 @@ pub enum Command {
     Dns(u64, Arc<DnsTable>),
     /// Counters summed over all shards, for `/metrics`.
     Totals(Arc<Totals>),
+    /// A shard's circuit breaker for a deployment of this generation
+    /// opened or closed: every shard follows.
+    Health { generation: u64, deployment: usize, verdict: Verdict },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -49,6 +53,8 @@ pub enum Report {
     Counters { shard: usize, values: [u64; COUNTERS] },
     /// The shard finished draining.
     Stopped { shard: usize },
+    /// This shard's breaker for a deployment opened or closed.
+    Health { generation: u64, deployment: usize, verdict: Verdict },
 }
 
 /// A configuration with everything derived from it that shards need.
@@ -118,6 +124,8 @@ counters! {
     Streams => "streams",
     UpstreamConnects => "upstream_connects",
     UpstreamReuses => "upstream_reuses",
+    UpstreamRetries => "upstream_retries",
+    BreakerOpens => "breaker_opens",
     PromptTokens => "prompt_tokens",
     CompletionTokens => "completion_tokens",
     Panics => "panics",
@@ -138,6 +146,10 @@ pub struct Shard {
     draining: Cell<bool>,
     in_flight: Cell<usize>,
     pub connections: Cell<usize>,
+    /// Circuit breakers of this shard, per deployment.
+    pub breakers: Breakers,
+    /// Where breaker verdicts go, to reach the other shards.
+    reports: Option<crossbeam_channel::Sender<Report>>,
 }
 
 /// Marks a request in flight until dropped.
@@ -150,11 +162,13 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shard {
-    pub fn new(id: usize, snapshot: &Snapshot) -> Shard {
+    pub fn new(id: usize, snapshot: &Snapshot, reports: Option<crossbeam_channel::Sender<Report>>) -> Shard {
         // A deep copy per shard: reference counts touched on every request
         // must not be shared with other cores.
         let snapshot = Rc::new(snapshot.clone());
         let pool = Rc::new(snapshot.pool());
+        let breakers = Breakers::default();
+        breakers.reset(snapshot.generation, snapshot.config.deployments.len());
         Shard {
             id,
             dns: RefCell::new(Rc::new(snapshot.dns.clone())),
@@ -165,6 +179,18 @@ impl Shard {
             draining: Cell::new(false),
             in_flight: Cell::new(0),
             connections: Cell::new(0),
+            breakers,
+            reports,
+        }
+    }
+
+    /// Tells the other shards (through the control plane) that this shard's
+    /// breaker for a deployment opened or closed. Never blocks: a full
+    /// channel drops the verdict, and the other shards learn from their own
+    /// failures instead.
+    pub fn share_verdict(&self, generation: u64, deployment: usize, verdict: Verdict) {
+        if let Some(reports) = &self.reports {
+            let _ = reports.try_send(Report::Health { generation, deployment, verdict });
         }
     }
 
@@ -229,6 +255,7 @@ impl Shard {
                 // new generation. Connections of the old one still in use
                 // are refused by it when their requests end.
                 *self.pool.borrow_mut() = Rc::new(snapshot.pool());
+                self.breakers.reset(snapshot.generation, snapshot.config.deployments.len());
                 *self.snapshot.borrow_mut() = snapshot;
             }
             Command::Dns(generation, table) => {
@@ -237,6 +264,9 @@ impl Shard {
                 }
             }
             Command::Totals(totals) => *self.totals.borrow_mut() = totals,
+            Command::Health { generation, deployment, verdict } => {
+                self.breakers.apply(generation, deployment, verdict, std::time::Instant::now());
+            }
             Command::Drain => {
                 self.draining.set(true);
                 return true;

@@ -162,6 +162,11 @@ pub struct Translator {
     usage: Option<Usage>,
     /// The decoder said the answer is whole ([`Step::Complete`]).
     complete: bool,
+    /// Whether any part of the answer came (text, reasoning, a tool call or
+    /// the finish), as opposed to only its start and usage.
+    content: bool,
+    /// What failed the stream, when it failed.
+    failure: Option<ProviderError>,
 }
 
 impl Translator {
@@ -193,11 +198,32 @@ impl Translator {
             ClientDialect::OpenAi => Encoder::OpenAi(crate::openai::stream::Encoder::new(cx)),
             ClientDialect::Anthropic => Encoder::Anthropic(crate::anthropic::stream::Encoder::new(cx)),
         };
-        Translator { framing, decoder, encoder, state: State::Open, usage: None, complete: false }
+        Translator {
+            framing,
+            decoder,
+            encoder,
+            state: State::Open,
+            usage: None,
+            complete: false,
+            content: false,
+            failure: None,
+        }
     }
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether any of the answer itself has come yet. A gateway holds back
+    /// what the translator wrote until then: a stream that fails before any
+    /// content can still be retried elsewhere.
+    pub fn has_content(&self) -> bool {
+        self.content
+    }
+
+    /// What failed the stream (a provider's error event, a cut or garbage).
+    pub fn failure(&self) -> Option<&ProviderError> {
+        self.failure.as_ref()
     }
 
     /// The latest usage the provider reported.
@@ -210,8 +236,8 @@ impl Translator {
         if self.state != State::Open {
             return self.state;
         }
-        let Translator { framing, decoder, encoder, state, usage, complete } = self;
-        let mut output = Output { encoder, state, usage, complete, out };
+        let Translator { framing, decoder, encoder, state, usage, complete, content, failure } = self;
+        let mut output = Output { encoder, state, usage, complete, content, failure, out };
         match framing {
             Framing::Sse(splitter) => splitter.feed(bytes, |piece| {
                 if *output.state != State::Open {
@@ -256,7 +282,8 @@ impl Translator {
     /// in its dialect.
     pub fn fail(&mut self, error: ProviderError, out: &mut Vec<u8>) -> State {
         if self.state == State::Open {
-            self.encoder.event(&Event::Error(error), out);
+            self.encoder.event(&Event::Error(error.clone()), out);
+            self.failure = Some(error);
             self.state = State::Failed;
         }
         self.state
@@ -273,9 +300,9 @@ impl Translator {
             self.feed(b"\n\n", out);
         }
         if self.state == State::Open {
-            let Translator { framing, decoder, encoder, state, usage, complete } = self;
+            let Translator { framing, decoder, encoder, state, usage, complete, content, failure } = self;
             let clean = (decoder.ended_cleanly() || *complete) && framing.is_empty();
-            let mut output = Output { encoder, state, usage, complete, out };
+            let mut output = Output { encoder, state, usage, complete, content, failure, out };
             if clean {
                 output.step(Ok(Step::Done));
             } else {
@@ -292,6 +319,8 @@ struct Output<'t> {
     state: &'t mut State,
     usage: &'t mut Option<Usage>,
     complete: &'t mut bool,
+    content: &'t mut bool,
+    failure: &'t mut Option<ProviderError>,
     out: &'t mut Vec<u8>,
 }
 
@@ -299,8 +328,14 @@ impl Output<'_> {
     fn event(&mut self, e: Event<'_>) {
         match &e {
             Event::Usage(u) | Event::Start { usage: Some(u), .. } => *self.usage = Some(*u),
-            Event::Error(_) => *self.state = State::Failed,
-            _ => {}
+            Event::Start { .. } => {}
+            Event::Error(error) => {
+                *self.state = State::Failed;
+                if self.failure.is_none() {
+                    *self.failure = Some(error.clone());
+                }
+            }
+            _ => *self.content = true,
         }
         self.encoder.event(&e, self.out);
     }
@@ -320,7 +355,11 @@ impl Output<'_> {
     }
 
     fn fail(&mut self, message: &str) {
-        self.encoder.event(&Event::Error(ProviderError::new(ErrorKind::Server, message)), self.out);
+        let error = ProviderError::new(ErrorKind::Server, message);
+        self.encoder.event(&Event::Error(error.clone()), self.out);
+        if self.failure.is_none() {
+            *self.failure = Some(error);
+        }
         *self.state = State::Failed;
     }
 }

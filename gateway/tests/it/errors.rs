@@ -97,7 +97,7 @@ fn provider_errors_pass_through_with_their_status_and_body() {
     let up = Scripted::start(move |_| {
         Action::Reply(json_reply(429, "retry-after: 7\r\nx-ratelimit-remaining-requests: 0\r\n", body))
     });
-    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let gw = Gateway::start(&openai_config(up.addr, "max_retries = 0"));
     let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
     assert_eq!(r.status, 429);
     assert_eq!(r.text(), body);
@@ -145,7 +145,7 @@ fn a_provider_that_answers_garbage_is_502() {
 #[test]
 fn a_provider_that_does_not_answer_is_504_after_its_timeout() {
     let up = Scripted::start(|_| Action::Hang);
-    let config = openai_config(up.addr, "").replace("timeout = 5", "timeout = 1");
+    let config = openai_config(up.addr, "max_retries = 0").replace("timeout = 5", "timeout = 1");
     let gw = Gateway::start(&config);
     let started = std::time::Instant::now();
     let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
@@ -336,7 +336,7 @@ fn only_the_harmless_openai_headers_reach_the_client() {
             &completion("bench-chat"),
         ))
     });
-    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let gw = Gateway::start(&openai_config(up.addr, "max_retries = 0"));
     let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", false));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("openai-processing-ms"), Some("12"));

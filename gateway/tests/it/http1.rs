@@ -50,7 +50,9 @@ fn a_request_the_provider_read_is_never_sent_twice() {
         1 => Action::Close,
         _ => Action::Reply(json_reply(200, "", &completion("bench-chat"))),
     });
-    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    // With retries off: a retry is a decision of the routing policy (see
+    // the routing tests), never of the connection pool.
+    let gw = Gateway::start(&openai_config(up.addr, "max_retries = 0").replace("shards = 2", "shards = 1"));
     let mut c = gw.client();
     let body = chat_body("bench-chat", false);
     assert_eq!(c.send("POST", "/v1/chat/completions", &[], body.as_bytes()).status, 200);
