@@ -12,9 +12,11 @@
 //! layer on `httparse` that writes every stream event as soon as it exists.
 //!
 //! Every dialect also serves `GET /health`, `GET /mock/stats` (connection and
-//! request counters) and `GET /mock/last-request` (the last model request's
-//! method, path, headers with secrets redacted, and body; see `state`), so a
-//! gateway test can assert on the exact upstream request the gateway sent.
+//! request counters, and the `--name`), `GET /mock/last-request` (the last
+//! model request's method, path, headers with secrets redacted, and body) and
+//! `GET /mock/sequences` (requests per scripted `sequence`; see `state`), so a
+//! gateway test can assert on the exact upstream requests the gateway sent,
+//! and count its retries.
 
 mod anthropic;
 mod bedrock;
@@ -29,6 +31,7 @@ mod http;
 mod json;
 mod ollama;
 mod openai;
+mod reset;
 mod routes;
 mod script;
 mod server;

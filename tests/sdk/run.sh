@@ -87,7 +87,7 @@ cargo build -p gateway -p bench
 
 start mock "$bin/corelay-mock" --port 0
 mock_port=$(port_of "$line")
-start broken-mock "$bin/corelay-mock" --port 0 --error-rate 1.0
+start broken-mock "$bin/corelay-mock" --port 0 --error-rate 1.0 --error-status 500
 broken_port=$(port_of "$line")
 start anthropic-mock "$bin/corelay-mock" --port 0 --dialect anthropic
 anthropic_port=$(port_of "$line")

@@ -26,6 +26,25 @@ use crate::mock::routes::{self, Call, JsonReply, Reply, Shape};
 pub const MESSAGE_ID: &str = "msg_mock";
 pub const TOOL_USE_ID: &str = "toolu_mock_1";
 pub const REQUEST_ID: &str = "req_mock";
+/// The message of Anthropic's 529, in a response or an `event: error`.
+pub const OVERLOADED_MESSAGE: &str = "Overloaded";
+
+/// Anthropic's rate-limit headers (providers/anthropic.md), on every model
+/// answer so a gateway's pass-through of them can be tested: requests,
+/// tokens, input and output tokens, each with its limit, what remains and
+/// when it refills (a fixed instant, so answers are reproducible).
+pub const RATE_LIMIT_HEADERS: &[u8] = b"anthropic-ratelimit-requests-limit: 4000\r\n\
+anthropic-ratelimit-requests-remaining: 3999\r\n\
+anthropic-ratelimit-requests-reset: 2030-01-01T00:00:00Z\r\n\
+anthropic-ratelimit-tokens-limit: 480000\r\n\
+anthropic-ratelimit-tokens-remaining: 479970\r\n\
+anthropic-ratelimit-tokens-reset: 2030-01-01T00:00:00Z\r\n\
+anthropic-ratelimit-input-tokens-limit: 400000\r\n\
+anthropic-ratelimit-input-tokens-remaining: 399990\r\n\
+anthropic-ratelimit-input-tokens-reset: 2030-01-01T00:00:00Z\r\n\
+anthropic-ratelimit-output-tokens-limit: 80000\r\n\
+anthropic-ratelimit-output-tokens-remaining: 79980\r\n\
+anthropic-ratelimit-output-tokens-reset: 2030-01-01T00:00:00Z\r\n";
 
 /// The Anthropic endpoints.
 pub fn route(call: Call<'_>) -> Reply {
@@ -94,6 +113,9 @@ fn messages(v: &Value, answer: Answer) -> Reply {
     if v.get("stream").and_then(|s| s.as_bool()) == Some(true) {
         return Reply::Events(stream(&model, &answer));
     }
+    if answer.error_before_content {
+        return Shape::Anthropic.overloaded(answer.delay, answer.retry);
+    }
     let mut reply = routes::json_reply(200, message(&model, &answer).into_bytes(), answer.delay);
     reply.extra.push(("request-id", REQUEST_ID.into()));
     Reply::Json(reply)
@@ -142,9 +164,14 @@ fn usage(output_tokens: u32) -> String {
 /// the blocks (thinking, then text or tool use), `message_delta` with the
 /// stop reason and cumulative usage, `message_stop`. With
 /// `error-mid-stream`: two text deltas, then `event: error`
-/// (`overloaded_error`) and nothing else.
+/// (`overloaded_error`) and nothing else. With `error-before-content`: that
+/// error event alone.
 fn stream(model: &str, answer: &Answer) -> EventList {
-    let mut s = Sse { list: EventList::new("text/event-stream", answer.delay, answer.close_after), index: 0 };
+    let mut s = Sse { list: EventList::new("text/event-stream", answer.delay, answer.cut), index: 0 };
+    if answer.error_before_content {
+        s.event(false, "error", &overloaded_event(OVERLOADED_MESSAGE));
+        return s.list;
+    }
     let start = format!(
         r#"{{"type":"message_start","message":{{"id":"{MESSAGE_ID}","type":"message","role":"assistant","model":{},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{}}}}}"#,
         quote(model),
@@ -156,11 +183,7 @@ fn stream(model: &str, answer: &Answer) -> EventList {
     }
     if answer.error_mid_stream {
         s.text_block(canned::DELTAS_BEFORE_ERROR, false);
-        let error = format!(
-            r#"{{"type":"error","error":{{"type":"overloaded_error","message":{}}}}}"#,
-            quote(canned::STREAM_ERROR_MESSAGE)
-        );
-        s.event(true, "error", &error);
+        s.event(true, "error", &overloaded_event(canned::STREAM_ERROR_MESSAGE));
         return s.list;
     }
     let stop_reason = match &answer.tool {
@@ -180,6 +203,11 @@ fn stream(model: &str, answer: &Answer) -> EventList {
     s.event(false, "message_delta", &delta);
     s.event(false, "message_stop", r#"{"type":"message_stop"}"#);
     s.list
+}
+
+/// The data of an in-stream `overloaded_error`.
+fn overloaded_event(message: &str) -> String {
+    format!(r#"{{"type":"error","error":{{"type":"overloaded_error","message":{}}}}}"#, quote(message))
 }
 
 /// A stream under construction; `index` is the next content block's.
@@ -271,17 +299,9 @@ pub fn error_reply(status: u16, message: &str) -> JsonReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn answer() -> Answer {
-        Answer {
-            tool: None,
-            thinking: false,
-            error_mid_stream: false,
-            chunks: 3,
-            delay: Duration::ZERO,
-            close_after: None,
-        }
+        Answer::plain(3)
     }
 
     #[test]
@@ -298,8 +318,9 @@ mod tests {
 
     #[test]
     fn stream_data_lines_are_json() {
-        for tool in [None, Some("t".to_owned())] {
-            let a = Answer { tool, thinking: true, ..answer() };
+        let before_content = Answer { error_before_content: true, ..answer() };
+        for a in [answer(), Answer { tool: Some("t".into()), ..answer() }, before_content] {
+            let a = Answer { thinking: true, ..a };
             for (_, event) in stream("m", &a).events {
                 let text = String::from_utf8(event).unwrap();
                 let data = text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap();

@@ -34,6 +34,9 @@ const ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.bedro
 /// Titan V2's default size and Cohere v3's size.
 pub const EMBEDDING_DIMS: usize = 1024;
 const EMBEDDING_DIMS_MAX: usize = 4096;
+/// The message of Bedrock's `ServiceUnavailableException`, as a response or
+/// a stream's `serviceUnavailableException` frame.
+pub const OVERLOADED_MESSAGE: &str = "Bedrock is unable to process your request.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -151,6 +154,9 @@ fn converse(v: &Value, answer: &Answer, stream: bool) -> Reply {
     if stream {
         return Reply::Events(stream_frames(answer));
     }
+    if answer.error_before_content {
+        return Shape::Aws.overloaded(answer.delay, answer.retry);
+    }
     let mut reply = routes::json_reply(200, response(answer).into_bytes(), answer.delay);
     reply.extra.push(("x-amzn-RequestId", REQUEST_ID.into()));
     Reply::Json(reply)
@@ -199,12 +205,17 @@ fn response(answer: &Answer) -> String {
 /// text or tool use; text and reasoning start with a delta, tool use with a
 /// `contentBlockStart`), `messageStop`, then `metadata` with usage. With
 /// `error-mid-stream`: two text deltas, then a `throttlingException`
-/// exception frame.
+/// exception frame. With `error-before-content`: a
+/// `serviceUnavailableException` frame alone, the stream's form of the 503
+/// that `--error-rate` answers.
 fn stream_frames(answer: &Answer) -> EventList {
-    let mut f = Frames {
-        list: EventList::new("application/vnd.amazon.eventstream", answer.delay, answer.close_after),
-        index: 0,
-    };
+    let mut f =
+        Frames { list: EventList::new("application/vnd.amazon.eventstream", answer.delay, answer.cut), index: 0 };
+    if answer.error_before_content {
+        let payload = format!(r#"{{"message":{}}}"#, quote(OVERLOADED_MESSAGE));
+        f.list.push(false, eventstream::exception("serviceUnavailableException", payload.as_bytes()));
+        return f.list;
+    }
     f.event(false, "messageStart", r#"{"role":"assistant"}"#.into());
     if answer.thinking {
         f.delta(&format!(r#"{{"reasoningContent":{{"text":{}}}}}"#, quote(canned::THINKING)));
@@ -348,7 +359,6 @@ pub fn error_reply(status: u16, message: &str) -> JsonReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn parses_paths() {
@@ -368,14 +378,7 @@ mod tests {
 
     #[test]
     fn bodies_are_json() {
-        let mut a = Answer {
-            tool: Some("t".into()),
-            thinking: true,
-            error_mid_stream: false,
-            chunks: 2,
-            delay: Duration::ZERO,
-            close_after: None,
-        };
+        let mut a = Answer { tool: Some("t".into()), thinking: true, ..Answer::plain(2) };
         let v: Value = sonic_rs::from_str(&response(&a)).unwrap();
         assert_eq!(v["output"]["message"]["content"][1]["toolUse"]["input"]["city"].as_str(), Some("Paris"));
         a.tool = None;

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use crate::mock::cli::Config;
-use crate::mock::script::Script;
+use crate::mock::events::Cut;
+use crate::mock::script::{RetryAfter, Script};
 
 /// Input tokens of every chat answer.
 pub const INPUT_TOKENS: u32 = 10;
@@ -44,12 +45,17 @@ pub struct Answer {
     pub tool: Option<String>,
     pub thinking: bool,
     pub error_mid_stream: bool,
+    /// A stream that fails before any content; a non-stream chat request
+    /// gets the dialect's overloaded error instead.
+    pub error_before_content: bool,
     /// Text deltas of a streamed text answer.
     pub chunks: u32,
     /// Pause between stream events and before a non-stream reply.
     pub delay: Duration,
-    /// Close after this many stream events.
-    pub close_after: Option<u32>,
+    /// End the connection after this many stream events.
+    pub cut: Option<Cut>,
+    /// Headers of an error answer.
+    pub retry: RetryAfter,
 }
 
 impl Answer {
@@ -58,9 +64,26 @@ impl Answer {
             tool: script.tool.clone(),
             thinking: script.thinking,
             error_mid_stream: script.error_mid_stream,
+            error_before_content: script.error_before_content,
             chunks: script.chunks.unwrap_or(cfg.chunks),
             delay,
-            close_after: script.close_after,
+            cut: Cut::earliest(script.close_after, script.reset_after),
+            retry: script.retry,
+        }
+    }
+
+    /// A plain answer with `chunks` text deltas, for the dialects' tests.
+    #[cfg(test)]
+    pub fn plain(chunks: u32) -> Answer {
+        Answer {
+            tool: None,
+            thinking: false,
+            error_mid_stream: false,
+            error_before_content: false,
+            chunks,
+            delay: Duration::ZERO,
+            cut: None,
+            retry: RetryAfter::default(),
         }
     }
 

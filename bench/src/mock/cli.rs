@@ -1,7 +1,11 @@
 //! Command-line flags of `corelay-mock`.
 //!
 //! The first four flags mirror crabllm-bench's mock so its benchmark scripts
-//! run unchanged against ours; `--host`, `--threads` and `--dialect` are ours.
+//! run unchanged against ours; the others are ours. `--error-rate` answers
+//! the dialect's overloaded error rather than crabllm-bench's plain 500, since
+//! that is what a gateway's retries must handle (`--error-status 500` gives
+//! the old answer), and draws from a PRNG seeded by `--seed`, so a run
+//! repeats.
 //! `--chunks` means content events of the OpenAI stream (role and finish
 //! chunks included, as crabllm-bench counts them) and text deltas in the
 //! other dialects.
@@ -31,9 +35,25 @@ pub struct Args {
     #[arg(short, long, default_value_t = 0)]
     pub delay: u64,
 
-    /// Fraction (0.0 to 1.0) of chat/embeddings requests answered with HTTP 500.
+    /// Fraction (0.0 to 1.0) of model requests answered with the dialect's
+    /// overloaded error (Anthropic 529 overloaded_error; 503 elsewhere).
     #[arg(short, long, default_value_t = 0.0, value_parser = parse_rate)]
     pub error_rate: f64,
+
+    /// Seed of the `--error-rate` draws: the same seed fails the same
+    /// requests (numbered in arrival order) on every run.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Answer `--error-rate` failures with this status (in the dialect's
+    /// error shape) instead of the overloaded error.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub error_status: Option<u16>,
+
+    /// A name sent back in an `x-mock-name` header on every answer and shown
+    /// by `/mock/stats`, so a test with several mocks sees which one served.
+    #[arg(long, value_parser = parse_name)]
+    pub name: Option<String>,
 
     /// Worker threads, each with its own monoio runtime.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
@@ -56,6 +76,11 @@ pub enum Dialect {
     Ollama,
 }
 
+/// The `--seed` when none is given: fixed, so runs repeat by default.
+pub const DEFAULT_SEED: u64 = 0x6d6f_636b;
+/// Longest `--name`.
+const NAME_BYTES_MAX: usize = 64;
+
 /// What every connection needs from the flags. `Copy` so each worker thread
 /// and task owns its own copy instead of sharing through an `Arc`.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +88,8 @@ pub struct Config {
     pub chunks: u32,
     pub delay: Duration,
     pub error_rate: f64,
+    pub seed: u64,
+    pub error_status: Option<u16>,
     pub dialect: Dialect,
 }
 
@@ -72,9 +99,17 @@ impl Args {
             chunks: self.chunks,
             delay: Duration::from_millis(self.delay),
             error_rate: self.error_rate,
+            seed: self.seed,
+            error_status: self.error_status,
             dialect: self.dialect,
         }
     }
+}
+
+/// A name that is safe as a header value: printable ASCII, 1 to 64 bytes.
+fn parse_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= NAME_BYTES_MAX && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if ok { Ok(s.to_owned()) } else { Err(format!("a name is 1 to {NAME_BYTES_MAX} printable ASCII characters")) }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -107,6 +142,19 @@ mod tests {
         assert_eq!(args.error_rate, 0.0);
         assert_eq!(args.threads, 1);
         assert_eq!(args.dialect, Dialect::OpenAi);
+        assert_eq!((args.seed, args.error_status, args.name), (DEFAULT_SEED, None, None));
+    }
+
+    #[test]
+    fn name_seed_and_error_status_parse() {
+        let args =
+            Args::try_parse_from(["corelay-mock", "--name", "mock b", "--seed", "7", "--error-status", "500"]).unwrap();
+        assert_eq!(args.name.as_deref(), Some("mock b"));
+        assert_eq!((args.config().seed, args.config().error_status), (7, Some(500)));
+        for bad in [&["--name", ""][..], &["--name", "a\nb"], &["--error-status", "200"], &["--seed", "-1"]] {
+            let argv = std::iter::once("corelay-mock").chain(bad.iter().copied());
+            assert!(Args::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

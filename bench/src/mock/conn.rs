@@ -5,7 +5,8 @@
 //! overwrite from index 0), and bytes past the current request stay there, so
 //! pipelined requests are served in order. Every response, and every SSE event
 //! of a stream, is written with one `write_all` as soon as it is ready: nothing
-//! is held back waiting for more.
+//! is held back waiting for more. A connection ends with a close, or with a
+//! reset when a script asks for one (see `reset`).
 
 use std::io;
 use std::sync::Arc;
@@ -17,11 +18,11 @@ use monoio::net::TcpStream;
 
 use crate::mock::chunked::{ChunkError, ChunkedDecoder};
 use crate::mock::cli::Config;
-use crate::mock::events::EventSource;
+use crate::mock::events::{CutKind, EventSource};
 use crate::mock::http::{self, Framing, Head, Rejection, ResponseHead};
-use crate::mock::openai;
 use crate::mock::routes::{self, GARBAGE, JsonReply, Reply};
 use crate::mock::state::{Recorded, State};
+use crate::mock::{openai, reset};
 
 const INITIAL_BUF: usize = 8 * 1024;
 /// Grow the read buffer when less than this is free, so reads stay large.
@@ -63,6 +64,10 @@ struct Conn {
 }
 
 /// The outcome of waiting for the next request.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once per request; boxing the head would allocate on every request instead"
+)]
 enum Incoming {
     Request(Head, Vec<u8>),
     Rejected(Rejection),
@@ -217,7 +222,18 @@ impl Conn {
                 self.hang().await;
                 Ok(false)
             }
+            Reply::Reset(delay) => {
+                pause(delay).await;
+                reset::arm(&self.stream)?;
+                Ok(false)
+            }
         }
+    }
+
+    /// The rate-limit header lines for the answer to `head`: the dialect's
+    /// on model answers, none on the mock's own endpoints.
+    fn rate_limits(&self, head: &Head) -> &'static [u8] {
+        if routes::is_own_endpoint(head.path()) { &[] } else { self.state.rate_limits() }
     }
 
     async fn send_json(&mut self, reply: JsonReply, head: &Head) -> io::Result<bool> {
@@ -230,6 +246,8 @@ impl Conn {
             keep_alive: head.keep_alive,
             allow: reply.allow,
             extra: &reply.extra,
+            identity: self.state.identity(),
+            rate_limits: self.rate_limits(head),
         };
         http::write_head(&mut self.out, &resp);
         self.out.extend_from_slice(&reply.body);
@@ -239,7 +257,8 @@ impl Conn {
 
     /// Streams events (SSE, NDJSON lines or event-stream frames), one write
     /// per event. HTTP/1.0 clients get a close-delimited body since they do
-    /// not know chunked encoding.
+    /// not know chunked encoding. A cut stops after its events and closes or
+    /// resets the connection.
     async fn send_stream(&mut self, plan: &dyn EventSource, head: &Head) -> io::Result<bool> {
         let chunked = !head.http10;
         let keep_alive = head.keep_alive && chunked;
@@ -251,12 +270,14 @@ impl Conn {
             keep_alive,
             allow: None,
             extra: &[],
+            identity: self.state.identity(),
+            rate_limits: self.rate_limits(head),
         };
         // The head goes out together with the first event.
         http::write_head(&mut self.out, &resp);
         let total = plan.count();
-        let cut = plan.close_after().map(|k| total.min(k as usize));
-        let send = cut.unwrap_or(total);
+        let cut = plan.cut();
+        let send = cut.map_or(total, |c| total.min(c.after as usize));
         for i in 0..send {
             if plan.is_paced(i) {
                 pause(plan.delay()).await;
@@ -270,6 +291,9 @@ impl Conn {
         }
         // With a cut at 0 only the head is pending.
         self.flush().await?;
+        if cut.is_some_and(|c| c.kind == CutKind::Reset) {
+            reset::arm(&self.stream)?;
+        }
         Ok(keep_alive && cut.is_none())
     }
 
@@ -285,6 +309,8 @@ impl Conn {
             keep_alive: false,
             allow: None,
             extra: &[],
+            identity: self.state.identity(),
+            rate_limits: &[],
         };
         http::write_head(&mut self.out, &resp);
         self.out.extend_from_slice(&body);

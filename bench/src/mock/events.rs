@@ -19,8 +19,38 @@ pub trait EventSource {
     /// Replaces `out` with the bytes of event `i`.
     fn render(&self, i: usize, out: &mut Vec<u8>);
     fn delay(&self) -> Duration;
-    /// Close the connection after this many events.
-    fn close_after(&self) -> Option<u32>;
+    /// End the connection after this many events, and how.
+    fn cut(&self) -> Option<Cut>;
+}
+
+/// A stream cut short on purpose (`close-mid-stream`, `reset-mid-stream`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Events sent before the cut.
+    pub after: u32,
+    pub kind: CutKind,
+}
+
+/// How a cut ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutKind {
+    /// A clean close (FIN): the client sees the body end early.
+    Close,
+    /// A reset (RST): the client sees a connection error.
+    Reset,
+}
+
+impl Cut {
+    /// The earlier of a close and a reset; a reset on the same event wins,
+    /// being the harsher of the two.
+    pub fn earliest(close_after: Option<u32>, reset_after: Option<u32>) -> Option<Cut> {
+        let close = close_after.map(|after| Cut { after, kind: CutKind::Close });
+        let reset = reset_after.map(|after| Cut { after, kind: CutKind::Reset });
+        match (close, reset) {
+            (Some(close), Some(reset)) => Some(if close.after < reset.after { close } else { reset }),
+            (close, reset) => close.or(reset),
+        }
+    }
 }
 
 /// A stream whose events are rendered before the first one is sent.
@@ -30,12 +60,12 @@ pub struct EventList {
     /// Each event with whether it is paced.
     pub events: Vec<(bool, Vec<u8>)>,
     pub delay: Duration,
-    pub close_after: Option<u32>,
+    pub cut: Option<Cut>,
 }
 
 impl EventList {
-    pub fn new(content_type: &'static str, delay: Duration, close_after: Option<u32>) -> Self {
-        Self { content_type, events: Vec::new(), delay, close_after }
+    pub fn new(content_type: &'static str, delay: Duration, cut: Option<Cut>) -> Self {
+        Self { content_type, events: Vec::new(), delay, cut }
     }
 
     /// Adds an event made of raw bytes.
@@ -90,7 +120,24 @@ impl EventSource for EventList {
         self.delay
     }
 
-    fn close_after(&self) -> Option<u32> {
-        self.close_after
+    fn cut(&self) -> Option<Cut> {
+        self.cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earliest_cut_wins_and_reset_breaks_ties() {
+        let close = |after| Some(Cut { after, kind: CutKind::Close });
+        let reset = |after| Some(Cut { after, kind: CutKind::Reset });
+        assert_eq!(Cut::earliest(None, None), None);
+        assert_eq!(Cut::earliest(Some(2), None), close(2));
+        assert_eq!(Cut::earliest(None, Some(0)), reset(0));
+        assert_eq!(Cut::earliest(Some(1), Some(3)), close(1));
+        assert_eq!(Cut::earliest(Some(3), Some(1)), reset(1));
+        assert_eq!(Cut::earliest(Some(2), Some(2)), reset(2));
     }
 }

@@ -33,6 +33,8 @@ pub const EMBEDDING_DIMS: usize = 768;
 /// Largest `outputDimensionality` honoured, so a request cannot make the mock
 /// render an enormous vector.
 const EMBEDDING_DIMS_MAX: usize = 4096;
+/// The message of Gemini's 503 `UNAVAILABLE`, in a response or in-stream.
+pub const OVERLOADED_MESSAGE: &str = "The model is overloaded. Please try again later.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
@@ -121,6 +123,9 @@ fn generate(v: &Value, model: &str, answer: &Answer, stream: bool, sse: bool) ->
         None => return invalid("* GenerateContentRequest.contents: contents is not specified", answer),
     }
     if !stream {
+        if answer.error_before_content {
+            return Shape::Google.overloaded(answer.delay, answer.retry);
+        }
         let body = response(model, &whole_parts(answer), Some(canned::OUTPUT_TOKENS), answer);
         return Reply::Json(routes::json_reply(200, body.into_bytes(), answer.delay));
     }
@@ -196,9 +201,13 @@ fn response_with(model: &str, parts: &[String], finish_reason: &str, candidates:
 /// (the last with `finishReason`) or one chunk with the whole function call.
 /// Every chunk has `usageMetadata` with the running counts. With
 /// `error-mid-stream`: two text chunks, then a data line holding Google's
-/// error object.
+/// error object; with `error-before-content`, that error line alone.
 fn stream_chunks(model: &str, answer: &Answer) -> EventList {
-    let mut list = EventList::new("text/event-stream", answer.delay, answer.close_after);
+    let mut list = EventList::new("text/event-stream", answer.delay, answer.cut);
+    if answer.error_before_content {
+        list.sse(false, None, unavailable(OVERLOADED_MESSAGE).as_bytes());
+        return list;
+    }
     let mut data = |paced: bool, body: String| list.sse(paced, None, body.as_bytes());
     if answer.thinking {
         data(false, response_with(model, &[thought_part()], "", 0, answer));
@@ -210,11 +219,7 @@ fn stream_chunks(model: &str, answer: &Answer) -> EventList {
             let part = format!(r#"{{"text":{}{sig}}}"#, quote(canned::DELTA));
             data(true, response_with(model, &[part], "", i + 1, answer));
         }
-        let error = format!(
-            r#"{{"error":{{"code":503,"message":{},"status":"UNAVAILABLE"}}}}"#,
-            quote(canned::STREAM_ERROR_MESSAGE)
-        );
-        data(true, error);
+        data(true, unavailable(canned::STREAM_ERROR_MESSAGE));
         return list;
     }
     let total = answer.stream_output_tokens();
@@ -236,6 +241,11 @@ fn stream_chunks(model: &str, answer: &Answer) -> EventList {
         data(true, body);
     }
     list
+}
+
+/// Google's 503 error object, as a stream sends it.
+fn unavailable(message: &str) -> String {
+    format!(r#"{{"error":{{"code":503,"message":{},"status":"UNAVAILABLE"}}}}"#, quote(message))
 }
 
 fn count_tokens(answer: &Answer) -> Reply {
@@ -302,17 +312,9 @@ fn rpc_status(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn answer() -> Answer {
-        Answer {
-            tool: None,
-            thinking: false,
-            error_mid_stream: false,
-            chunks: 3,
-            delay: Duration::ZERO,
-            close_after: None,
-        }
+        Answer::plain(3)
     }
 
     #[test]
@@ -330,8 +332,9 @@ mod tests {
     #[test]
     fn bodies_are_json() {
         for tool in [None, Some("t".to_owned())] {
-            for error_mid_stream in [false, true] {
-                let a = Answer { tool: tool.clone(), thinking: true, error_mid_stream, ..answer() };
+            for (error_mid_stream, error_before_content) in [(false, false), (true, false), (false, true)] {
+                let a =
+                    Answer { tool: tool.clone(), thinking: true, error_mid_stream, error_before_content, ..answer() };
                 let _: Value = sonic_rs::from_str(&response("m", &whole_parts(&a), Some(20), &a)).unwrap();
                 for (_, e) in stream_chunks("m", &a).events {
                     let text = String::from_utf8(e).unwrap();

@@ -198,15 +198,14 @@ pub fn write_head(out: &mut Vec<u8>, resp: &ResponseHead<'_>) {
         None if !resp.http10 => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         None => {}
     }
-    if status == 429 {
-        out.extend_from_slice(b"retry-after: 1\r\n");
-    }
     if let Some(allow) = resp.allow {
         let _ = write!(out, "allow: {allow}\r\n");
     }
     for (name, value) in resp.extra {
         let _ = write!(out, "{name}: {value}\r\n");
     }
+    out.extend_from_slice(resp.identity);
+    out.extend_from_slice(resp.rate_limits);
     if !resp.keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     } else if resp.http10 {
@@ -226,6 +225,10 @@ pub struct ResponseHead<'a> {
     pub allow: Option<&'a str>,
     /// Dialect-specific headers (`x-amzn-errortype`, `request-id`, ...).
     pub extra: &'a [(&'static str, String)],
+    /// The server's `x-mock-name` line, rendered once at startup.
+    pub identity: &'a [u8],
+    /// The dialect's rate-limit lines (on model answers), rendered once.
+    pub rate_limits: &'a [u8],
 }
 
 /// Appends `data` as one HTTP chunk, or raw for an HTTP/1.0 close-delimited
@@ -306,6 +309,28 @@ mod tests {
         assert_eq!(status("BAD\0 / HTTP/1.1\r\n\r\n"), 400);
         let huge = format!("GET / HTTP/1.1\r\nx: {}\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(status(&huge), 431);
+    }
+
+    #[test]
+    fn fixed_lines_follow_the_headers() {
+        let mut out = Vec::new();
+        let resp = ResponseHead {
+            status: 429,
+            content_type: "application/json",
+            content_length: Some(2),
+            http10: false,
+            keep_alive: true,
+            allow: None,
+            extra: &[("retry-after", "3".into())],
+            identity: b"x-mock-name: a\r\n",
+            rate_limits: b"x-ratelimit-limit-requests: 1\r\n",
+        };
+        write_head(&mut out, &resp);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+             retry-after: 3\r\nx-mock-name: a\r\nx-ratelimit-limit-requests: 1\r\n\r\n"
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub const CREATED_AT: &str = "2023-11-14T22:13:20Z";
 pub const TOOL_CALL_ID: &str = "call_mock_1";
 pub const EMBEDDING_DIMS: usize = 768;
 const EMBEDDING_DIMS_MAX: usize = 4096;
+/// What Ollama answers, with 503, when its queue of requests is full.
+pub const OVERLOADED_MESSAGE: &str = "server busy, please try again.  maximum pending requests exceeded";
 /// The duration fields of every final line, in nanoseconds.
 const DURATIONS: &str =
     r#""total_duration":1000000,"load_duration":1000,"prompt_eval_duration":1000,"eval_duration":1000"#;
@@ -81,6 +83,9 @@ fn chat(v: &Value, answer: &Answer) -> Reply {
         return Shape::Ollama.error(400, "json: cannot unmarshal messages into Go struct field", answer.delay);
     }
     if v.get("stream").and_then(|s| s.as_bool()) == Some(false) {
+        if answer.error_before_content {
+            return Shape::Ollama.overloaded(answer.delay, answer.retry);
+        }
         let body = whole(model, answer);
         return Reply::Json(routes::json_reply(200, body.into_bytes(), answer.delay));
     }
@@ -125,9 +130,14 @@ fn whole(model: &str, answer: &Answer) -> String {
 
 /// The NDJSON stream: a thinking line, then text lines or one line with the
 /// whole tool call, then the `done` line. With `error-mid-stream`: two text
-/// lines, then `{"error":...}`.
+/// lines, then `{"error":...}`; with `error-before-content`, that error line
+/// alone.
 fn stream(model: &str, answer: &Answer) -> EventList {
-    let mut list = EventList::new("application/x-ndjson", answer.delay, answer.close_after);
+    let mut list = EventList::new("application/x-ndjson", answer.delay, answer.cut);
+    if answer.error_before_content {
+        list.line(false, format!(r#"{{"error":{}}}"#, quote(OVERLOADED_MESSAGE)).as_bytes());
+        return list;
+    }
     let not_done = r#""done":false"#;
     let text_line = line(model, &format!(r#","content":{}"#, quote(canned::DELTA)), not_done);
     if answer.thinking {
@@ -191,19 +201,17 @@ pub fn error_reply(status: u16, message: &str) -> JsonReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn lines_are_json() {
         for tool in [None, Some("t".to_owned())] {
-            for error_mid_stream in [false, true] {
+            for (error_mid_stream, error_before_content) in [(false, false), (true, false), (false, true)] {
                 let a = Answer {
                     tool: tool.clone(),
                     thinking: true,
                     error_mid_stream,
-                    chunks: 2,
-                    delay: Duration::ZERO,
-                    close_after: None,
+                    error_before_content,
+                    ..Answer::plain(2)
                 };
                 let _: Value = sonic_rs::from_str(&whole("m", &a)).unwrap();
                 for (_, l) in stream("m", &a).events {

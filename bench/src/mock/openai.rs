@@ -12,7 +12,7 @@ use std::time::Duration;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 use crate::mock::canned::{self, Answer};
-use crate::mock::events::{EventList, EventSource};
+use crate::mock::events::{Cut, EventList, EventSource};
 use crate::mock::json;
 
 /// Canned usage for chat; streams report `chunks` completion tokens instead.
@@ -25,6 +25,18 @@ pub const TOKENS_PER_INPUT: usize = 5;
 const CONTENT: &str = canned::TEXT;
 /// The id of every tool call.
 pub const TOOL_CALL_ID: &str = "call_mock_1";
+/// The message of OpenAI's 503, also sent in-stream by `error-before-content`.
+pub const OVERLOADED_MESSAGE: &str = "The server is overloaded or not ready yet.";
+
+/// OpenAI's rate-limit headers (providers/openai.md), on every model answer
+/// so a gateway's pass-through of them can be tested. The values describe
+/// a budget far from exhausted.
+pub const RATE_LIMIT_HEADERS: &[u8] = b"x-ratelimit-limit-requests: 10000\r\n\
+x-ratelimit-limit-tokens: 30000000\r\n\
+x-ratelimit-remaining-requests: 9999\r\n\
+x-ratelimit-remaining-tokens: 29999990\r\n\
+x-ratelimit-reset-requests: 6ms\r\n\
+x-ratelimit-reset-tokens: 0s\r\n";
 
 /// `GET /models`: the two models crabllm-bench's scripts ask for.
 pub const MODELS: &[u8] = br#"{"object":"list","data":[{"id":"bench-chat","object":"model","created":1700000000,"owned_by":"corelay-mock"},{"id":"bench-embed","object":"model","created":1700000000,"owned_by":"corelay-mock"}]}"#;
@@ -167,12 +179,17 @@ pub fn tool_completion(model: &str, tool: &str) -> Vec<u8> {
     out
 }
 
-/// Streams for `tool` and `error-mid-stream`: a role chunk, then either the
-/// tool call (header with id and name, then the argument fragments, then
-/// `finish_reason:"tool_calls"`, usage if asked, `[DONE]`) or two text
-/// deltas and an in-stream error object with no `[DONE]`.
+/// Streams for `tool`, `error-mid-stream` and `error-before-content`: a
+/// role chunk, then either the tool call (header with id and name, then the
+/// argument fragments, then `finish_reason:"tool_calls"`, usage if asked,
+/// `[DONE]`) or two text deltas and an in-stream error object with no
+/// `[DONE]`. Before content, the error object is the only event.
 pub fn scripted_stream(model: &str, answer: &Answer, include_usage: bool) -> EventList {
-    let mut list = EventList::new("text/event-stream", answer.delay, answer.close_after);
+    let mut list = EventList::new("text/event-stream", answer.delay, answer.cut);
+    if answer.error_before_content {
+        list.sse(false, None, &error_body(503, OVERLOADED_MESSAGE));
+        return list;
+    }
     let mut model_json = Vec::new();
     json::push_str(&mut model_json, model);
     let chunk = |choice: &str| {
@@ -277,15 +294,16 @@ pub struct StreamPlan {
     pub include_usage: bool,
     /// Pause before every content chunk but the first.
     pub delay: Duration,
-    /// Close the connection after this many events (`x-mock-close-mid-stream`).
-    pub close_after: Option<u32>,
+    /// End the connection after this many events (`close-mid-stream`,
+    /// `reset-mid-stream`).
+    pub cut: Option<Cut>,
 }
 
 impl StreamPlan {
     pub fn new(model: &str, chunks: u32, include_usage: bool, delay: Duration) -> Self {
         let mut model_json = Vec::with_capacity(model.len() + 2);
         json::push_str(&mut model_json, model);
-        Self { model_json, chunks, include_usage, delay, close_after: None }
+        Self { model_json, chunks, include_usage, delay, cut: None }
     }
 
     /// Total SSE events, `[DONE]` included.
@@ -367,8 +385,8 @@ impl EventSource for StreamPlan {
         self.delay
     }
 
-    fn close_after(&self) -> Option<u32> {
-        self.close_after
+    fn cut(&self) -> Option<Cut> {
+        self.cut
     }
 }
 

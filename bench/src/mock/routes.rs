@@ -5,7 +5,9 @@
 //! framing and timing. The mock's own endpoints (`/health`, `/mock/*`) exist
 //! in every dialect; everything else goes to the dialect chosen by
 //! `--dialect`. Every model endpoint runs the same pipeline, [`model_call`],
-//! so the scripting directives behave identically in all dialects.
+//! so the scripting directives behave identically in all dialects. The only
+//! state a decision reads or changes is the server's [`State`]: the
+//! `--error-rate` draws and the `sequence` counters.
 //!
 //! OpenAI routes match on the path suffix so the OpenAI (`/v1/...`), Azure
 //! (`/openai/deployments/{name}/...`) and Azure v1 (`/openai/v1/...`)
@@ -21,7 +23,7 @@ use crate::mock::cli::{Config, Dialect};
 use crate::mock::events::EventList;
 use crate::mock::http::Head;
 use crate::mock::openai::{self, StreamPlan};
-use crate::mock::script::Script;
+use crate::mock::script::{RetryAfter, Script};
 use crate::mock::state::State;
 use crate::mock::{anthropic, bedrock, gemini, json, ollama};
 
@@ -38,6 +40,9 @@ pub enum Reply {
     Garbage,
     /// Never answer (`x-mock-hang`).
     Hang,
+    /// Reset the connection after the delay, before any response byte
+    /// (`reset`).
+    Reset(Duration),
 }
 
 /// A complete response with a body.
@@ -81,8 +86,42 @@ impl Shape {
             Shape::Aws => bedrock::error_reply(status, message),
             Shape::Ollama => ollama::error_reply(status, message),
         };
+        // Every provider asks a rate-limited client to wait.
+        if status == 429 && !reply.extra.iter().any(|(name, _)| *name == "retry-after") {
+            reply.extra.push(("retry-after", "1".into()));
+        }
         reply.delay = delay;
         reply
+    }
+
+    /// An error carrying the `Retry-After` headers a script asked for:
+    /// `retry-after` everywhere (replacing the default of a 429 or 529),
+    /// `retry-after-ms` where OpenAI's shape has it.
+    pub fn scripted_error(self, status: u16, message: &str, delay: Duration, retry: RetryAfter) -> Reply {
+        let mut reply = self.error_json(status, message, delay);
+        if let Some(seconds) = retry.seconds {
+            reply.extra.retain(|(name, _)| *name != "retry-after");
+            reply.extra.push(("retry-after", seconds.to_string()));
+        }
+        if let Some(ms) = retry.ms
+            && self == Shape::OpenAi
+        {
+            reply.extra.push(("retry-after-ms", ms.to_string()));
+        }
+        Reply::Json(reply)
+    }
+
+    /// The provider's "overloaded, try again" answer: what `--error-rate`
+    /// and a non-stream `error-before-content` send.
+    pub fn overloaded(self, delay: Duration, retry: RetryAfter) -> Reply {
+        let (status, message) = match self {
+            Shape::OpenAi => (503, openai::OVERLOADED_MESSAGE),
+            Shape::Anthropic => (529, anthropic::OVERLOADED_MESSAGE),
+            Shape::Google => (503, gemini::OVERLOADED_MESSAGE),
+            Shape::Aws => (503, bedrock::OVERLOADED_MESSAGE),
+            Shape::Ollama => (503, ollama::OVERLOADED_MESSAGE),
+        };
+        self.scripted_error(status, message, delay, retry)
     }
 
     /// The 404 for a path this dialect does not have.
@@ -97,6 +136,7 @@ pub struct Call<'a> {
     pub head: &'a Head,
     pub body: &'a [u8],
     pub cfg: &'a Config,
+    pub state: &'a State,
     pub shape: Shape,
 }
 
@@ -108,7 +148,7 @@ pub fn route(head: &Head, body: &[u8], cfg: &Config, state: &State) -> Reply {
     if let Some(reply) = own_endpoint(head, state) {
         return reply;
     }
-    let call = |shape| Call { head, body, cfg, shape };
+    let call = |shape| Call { head, body, cfg, state, shape };
     match cfg.dialect {
         Dialect::OpenAi => openai_route(call(Shape::OpenAi)),
         Dialect::Anthropic => anthropic::route(call(Shape::Anthropic)),
@@ -118,20 +158,31 @@ pub fn route(head: &Head, body: &[u8], cfg: &Config, state: &State) -> Reply {
     }
 }
 
+/// The rate-limit header lines of a dialect's model answers, where the
+/// provider sends them, with a comfortable budget so no client backs off.
+/// Static, so the benchmark's path writes them without allocating.
+pub fn rate_limit_headers(dialect: Dialect) -> &'static [u8] {
+    match dialect {
+        Dialect::OpenAi => openai::RATE_LIMIT_HEADERS,
+        Dialect::Anthropic => anthropic::RATE_LIMIT_HEADERS,
+        Dialect::Gemini | Dialect::Bedrock | Dialect::Ollama => b"",
+    }
+}
+
 /// Whether a request is for the mock itself rather than a model; those are
 /// not recorded as the last request.
 pub fn is_own_endpoint(path: &str) -> bool {
     path == "/health" || path.starts_with("/mock/")
 }
 
-/// `/health`, `/mock/stats`, `/mock/last-request`: GET only, OpenAI error
-/// shape in every dialect.
+/// `/health`, `/mock/stats`, `/mock/last-request`, `/mock/sequences`: GET
+/// only, OpenAI error shape in every dialect.
 fn own_endpoint(head: &Head, state: &State) -> Option<Reply> {
     let path = head.path();
     if !is_own_endpoint(path) {
         return None;
     }
-    let known = matches!(path, "/health" | "/mock/stats" | "/mock/last-request");
+    let known = matches!(path, "/health" | "/mock/stats" | "/mock/last-request" | "/mock/sequences");
     if !known {
         return Some(Shape::OpenAi.not_found(head));
     }
@@ -141,6 +192,7 @@ fn own_endpoint(head: &Head, state: &State) -> Option<Reply> {
     Some(match path {
         "/health" => ok(Cow::Borrowed(br#"{"status":"ok"}"#)),
         "/mock/stats" => ok(Cow::Owned(state.render_stats())),
+        "/mock/sequences" => ok(Cow::Owned(state.render_sequences())),
         _ => match state.render_last() {
             Some(body) => ok(Cow::Owned(body)),
             None => Shape::OpenAi.error(404, "no model request received yet", Duration::ZERO),
@@ -158,12 +210,13 @@ pub fn method_not_allowed(head: &Head, allow: &'static str, shape: Shape) -> Rep
 
 /// The pipeline every model endpoint runs.
 ///
-/// Header directives first: transport-level ones (garbage, hang) replace HTTP
-/// altogether, `status` wins over everything, and echo comes before
-/// validation so tests can see exactly what arrived even when it is not
-/// valid JSON. Then authentication, `--error-rate`, the JSON body, and the
-/// body's own directives (which may again ask for any of the above). Only
-/// then does the dialect validate and `serve`.
+/// Header directives first: a `sequence` picks this request's step, then
+/// transport-level ones (garbage, reset, hang) replace HTTP altogether,
+/// `status` wins over everything else, and echo comes before validation so
+/// tests can see exactly what arrived even when it is not valid JSON. Then
+/// authentication, `--error-rate`, the JSON body, and the body's own
+/// directives (which may again ask for any of the above). Only then does the
+/// dialect validate and `serve`.
 pub fn model_call(
     call: Call<'_>,
     auth: Result<(), (u16, String)>,
@@ -175,15 +228,18 @@ pub fn model_call(
         Ok(script) => script.clone(),
         Err(message) => return shape.error(400, message, Duration::ZERO),
     };
-    if let Some(reply) = directed(call, &script) {
+    if let Some(reply) = directed(call, &mut script) {
         return reply;
     }
     if let Err((status, message)) = auth {
         return shape.error(status, &message, Duration::ZERO);
     }
     let delay = script.delay.unwrap_or(call.cfg.delay);
-    if call.cfg.error_rate > 0.0 && fastrand::f64() < call.cfg.error_rate {
-        return shape.error(500, "mock error (--error-rate)", delay);
+    if call.cfg.error_rate > 0.0 && call.state.draw(call.cfg.seed) < call.cfg.error_rate {
+        return match call.cfg.error_status {
+            Some(status) => shape.scripted_error(status, "mock error (--error-rate)", delay, script.retry),
+            None => shape.overloaded(delay, script.retry),
+        };
     }
     let v = match openai::parse_object(call.body) {
         Ok(v) => v,
@@ -194,24 +250,38 @@ pub fn model_call(
             return shape.error(400, &message, delay);
         }
     }
-    if let Some(reply) = directed(call, &script) {
+    if let Some(reply) = directed(call, &mut script) {
         return reply;
     }
     let delay = script.delay.unwrap_or(call.cfg.delay);
     serve(&v, Answer::new(&script, call.cfg, delay))
 }
 
-/// The directives that answer without looking at the body's meaning.
-fn directed(call: Call<'_>, script: &Script) -> Option<Reply> {
+/// The directives that answer without looking at the body's meaning. A
+/// `sequence` is taken out of the script as its step is applied, so a
+/// request advances it once even though this runs again after the body's
+/// directives are read.
+fn directed(call: Call<'_>, script: &mut Script) -> Option<Reply> {
+    let delay = script.delay.unwrap_or(call.cfg.delay);
+    if let Some(sequence) = script.sequence.take() {
+        let id = script.seq_id.as_deref().unwrap_or_default();
+        let Some(n) = call.state.sequence_request(id, &sequence) else {
+            let message = format!("too many sequences (the mock keeps {})", crate::mock::state::SEQUENCES_MAX);
+            return Some(call.shape.error(400, &message, Duration::ZERO));
+        };
+        script.apply_step(sequence.step(n));
+    }
     if script.garbage {
         return Some(Reply::Garbage);
+    }
+    if script.reset {
+        return Some(Reply::Reset(delay));
     }
     if script.hang {
         return Some(Reply::Hang);
     }
-    let delay = script.delay.unwrap_or(call.cfg.delay);
     if let Some(status) = script.status {
-        return Some(call.shape.error(status, &format!("mock error {status}"), delay));
+        return Some(call.shape.scripted_error(status, &format!("mock error {status}"), delay, script.retry));
     }
     script.echo.then(|| Reply::Json(json_reply(200, echo(call.head, call.body), delay)))
 }
@@ -327,17 +397,20 @@ fn chat(v: &Value, deployment: Option<&str>, answer: Answer) -> Reply {
     };
     let model = req.model.as_deref().or(deployment).unwrap_or_default();
     if !req.stream {
+        if answer.error_before_content {
+            return Shape::OpenAi.overloaded(answer.delay, answer.retry);
+        }
         let body = match &answer.tool {
             Some(tool) => openai::tool_completion(model, tool),
             None => openai::chat_completion(model),
         };
         return Reply::Json(json_reply(200, body, answer.delay));
     }
-    if answer.tool.is_some() || answer.error_mid_stream {
+    if answer.tool.is_some() || answer.error_mid_stream || answer.error_before_content {
         return Reply::Events(openai::scripted_stream(model, &answer, req.include_usage));
     }
     let mut plan = StreamPlan::new(model, answer.chunks, req.include_usage, answer.delay);
-    plan.close_after = answer.close_after;
+    plan.cut = answer.cut;
     Reply::Stream(plan)
 }
 
@@ -386,10 +459,19 @@ pub fn non_empty_array(v: Option<&Value>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::events::{Cut, CutKind};
     use crate::mock::http::parse_head;
 
-    const CFG: Config =
-        Config { chunks: 4, delay: Duration::from_millis(7), error_rate: 0.0, dialect: Dialect::OpenAi };
+    const CFG: Config = Config {
+        chunks: 4,
+        delay: Duration::from_millis(7),
+        error_rate: 0.0,
+        seed: 0,
+        error_status: None,
+        dialect: Dialect::OpenAi,
+    };
+
+    const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
 
     fn reply(raw: &str, body: &str) -> Reply {
         let head = parse_head(raw.as_bytes()).unwrap().unwrap();
@@ -464,8 +546,109 @@ mod tests {
         let Reply::Stream(plan) = reply(raw, r#"{"model":"m","messages":[],"stream":true}"#) else {
             panic!("expected a stream");
         };
-        assert_eq!((plan.chunks, plan.close_after), (2, Some(1)));
+        assert_eq!((plan.chunks, plan.cut), (2, Some(Cut { after: 1, kind: CutKind::Close })));
         assert_eq!(plan.delay, CFG.delay);
+    }
+
+    fn header<'r>(reply: &'r JsonReply, name: &str) -> Vec<&'r str> {
+        reply.extra.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    #[test]
+    fn sequences_step_per_request_and_per_id() {
+        let state = State::default();
+        let send = |script: &str, id: &str| {
+            let raw = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nx-mock-sequence: {script}\r\nx-mock-seq-id: {id}\r\n\r\n"
+            );
+            let head = parse_head(raw.as_bytes()).unwrap().unwrap();
+            route(&head, CHAT.as_bytes(), &CFG, &state)
+        };
+        let status = |reply: Reply| match reply {
+            Reply::Json(r) => r.status,
+            other => panic!("expected JSON, got {other:?}"),
+        };
+        assert_eq!(status(send("503,429,200", "a")), 503);
+        assert_eq!(status(send("503,429,200", "a")), 429);
+        assert_eq!(status(send("503,429,200", "b")), 503, "another id has its own counter");
+        assert_eq!(status(send("503,429,200", "a")), 200);
+        assert_eq!(status(send("503,429,200", "a")), 200, "the last step repeats");
+        assert!(matches!(send("reset,hang,200", "a"), Reply::Reset(_)));
+        assert!(matches!(send("reset,hang,200", "a"), Reply::Hang));
+        let v: Value = sonic_rs::from_slice(&state.render_sequences()).unwrap();
+        assert_eq!(v["sequences"][0]["requests"].as_u64(), Some(4));
+        assert_eq!(v["sequences"][2]["seq-id"].as_str(), Some("b"));
+    }
+
+    #[test]
+    fn a_body_sequence_advances_once_per_request() {
+        let state = State::default();
+        let raw = "POST /v1/chat/completions HTTP/1.1\r\n\r\n";
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"[mock:sequence=error-before-content,200]"}],"stream":true}"#;
+        let head = parse_head(raw.as_bytes()).unwrap().unwrap();
+        let Reply::Events(list) = route(&head, body.as_bytes(), &CFG, &state) else { panic!("expected events") };
+        assert_eq!(list.events.len(), 1);
+        assert!(String::from_utf8_lossy(&list.events[0].1).starts_with(r#"data: {"error":"#));
+        assert!(matches!(route(&head, body.as_bytes(), &CFG, &state), Reply::Stream(_)));
+        let v: Value = sonic_rs::from_slice(&state.render_sequences()).unwrap();
+        assert_eq!(v["sequences"][0]["requests"].as_u64(), Some(2));
+    }
+
+    #[test]
+    fn retry_after_directives_set_error_headers() {
+        let raw = "POST /v1/chat/completions HTTP/1.1\r\nx-mock-status: 429\r\nx-mock-retry-after: 7\r\nx-mock-retry-after-ms: 6500\r\n\r\n";
+        let r = json(raw, CHAT);
+        assert_eq!((header(&r, "retry-after"), header(&r, "retry-after-ms")), (vec!["7"], vec!["6500"]));
+        let plain = json("POST /v1/chat/completions HTTP/1.1\r\nx-mock-status: 429\r\n\r\n", CHAT);
+        assert_eq!(header(&plain, "retry-after"), ["1"]);
+        let server = json("POST /v1/chat/completions HTTP/1.1\r\nx-mock-status: 503\r\n\r\n", CHAT);
+        assert!(header(&server, "retry-after").is_empty());
+        let ok = json("POST /v1/chat/completions HTTP/1.1\r\nx-mock-retry-after: 7\r\n\r\n", CHAT);
+        assert!(ok.status == 200 && ok.extra.is_empty(), "only error answers carry it");
+    }
+
+    #[test]
+    fn overloaded_answers_in_each_shape() {
+        let retry = RetryAfter { seconds: Some(3), ms: Some(2500) };
+        let cases = [
+            (Shape::OpenAi, 503, vec!["3"], vec!["2500"]),
+            (Shape::Anthropic, 529, vec!["3"], vec![]),
+            (Shape::Google, 503, vec!["3"], vec![]),
+            (Shape::Aws, 503, vec!["3"], vec![]),
+            (Shape::Ollama, 503, vec!["3"], vec![]),
+        ];
+        for (shape, status, after, after_ms) in cases {
+            let Reply::Json(r) = shape.overloaded(Duration::ZERO, retry) else { panic!("expected JSON") };
+            assert_eq!(r.status, status, "{shape:?}");
+            assert_eq!((header(&r, "retry-after"), header(&r, "retry-after-ms")), (after, after_ms), "{shape:?}");
+        }
+        let Reply::Json(r) = Shape::Anthropic.overloaded(Duration::ZERO, RetryAfter::default()) else { panic!() };
+        assert_eq!(header(&r, "retry-after"), ["1"], "Anthropic's 529 has its own default");
+        let Reply::Json(r) = Shape::Aws.overloaded(Duration::ZERO, RetryAfter::default()) else { panic!() };
+        assert!(header(&r, "x-amzn-ErrorType")[0].starts_with("ServiceUnavailableException:"));
+    }
+
+    #[test]
+    fn error_rate_draws_from_the_seed() {
+        let cfg = Config { error_rate: 0.5, seed: 9, ..CFG };
+        let statuses = |cfg: &Config| {
+            let state = State::default();
+            let head = parse_head(b"POST /v1/chat/completions HTTP/1.1\r\n\r\n").unwrap().unwrap();
+            (0..64)
+                .map(|_| match route(&head, CHAT.as_bytes(), cfg, &state) {
+                    Reply::Json(r) => r.status,
+                    other => panic!("expected JSON, got {other:?}"),
+                })
+                .collect::<Vec<u16>>()
+        };
+        let first = statuses(&cfg);
+        assert_eq!(first, statuses(&cfg));
+        assert_ne!(first, statuses(&Config { seed: 10, ..cfg }));
+        let failed = first.iter().filter(|&&s| s == 503).count();
+        assert!((16..48).contains(&failed), "{failed} of 64");
+        assert!(first.iter().all(|&s| s == 503 || s == 200));
+        let always = statuses(&Config { error_rate: 1.0, error_status: Some(500), ..cfg });
+        assert!(always.iter().all(|&s| s == 500));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use monoio::net::TcpListener;
 
 use crate::mock::cli::{Args, Config};
 use crate::mock::conn;
+use crate::mock::routes;
 use crate::mock::state::State;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
@@ -50,7 +51,7 @@ pub fn start(args: &Args) -> anyhow::Result<(std::net::SocketAddr, Vec<thread::J
     let addr = listener.local_addr()?;
     let cfg = args.config();
     // One state per server: tests run many mocks in one process.
-    let state = Arc::new(State::default());
+    let state = Arc::new(State::new(args.name.clone(), routes::rate_limit_headers(cfg.dialect)));
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut workers = Vec::new();

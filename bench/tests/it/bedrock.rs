@@ -33,19 +33,19 @@ fn be32(b: &[u8]) -> usize {
 
 /// One decoded message: string headers and the JSON payload.
 #[derive(Debug)]
-struct Frame {
+pub(super) struct Frame {
     headers: Vec<(String, String)>,
-    payload: Value,
+    pub(super) payload: Value,
 }
 
 impl Frame {
-    fn header(&self, name: &str) -> &str {
+    pub(super) fn header(&self, name: &str) -> &str {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
     }
 }
 
 /// Decodes a whole event-stream body, asserting lengths and both CRCs.
-fn decode(mut body: &[u8]) -> Vec<Frame> {
+pub(super) fn decode(mut body: &[u8]) -> Vec<Frame> {
     let mut frames = Vec::new();
     while !body.is_empty() {
         assert!(body.len() >= 16, "truncated prelude");

@@ -10,6 +10,7 @@
 
 mod anthropic;
 mod bedrock;
+mod failures;
 mod gemini;
 mod ollama;
 mod scripted;
@@ -617,7 +618,7 @@ fn error_rate_one_fails_every_model_request() {
     let mock = Mock::start(&["--error-rate", "1.0"]);
     let mut client = mock.connect();
     let resp = client.request(&post("/v1/chat/completions", &[], CHAT));
-    assert_eq!(resp.status, 500);
+    assert_eq!(resp.status, 503);
     assert_eq!(resp.json()["error"]["type"].as_str(), Some("server_error"));
     assert_eq!(client.request(&get("/health")).status, 200);
 }
