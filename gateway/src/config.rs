@@ -718,7 +718,8 @@ fn resolve_fallbacks(
         let from = served(model).ok_or_else(|| invalid(&path, format!("`{model}` is not served by any provider")))?;
         let mut targets: Vec<String> = Vec::with_capacity(list.len());
         for target in list {
-            let to = served(target).ok_or_else(|| invalid(&path, format!("`{target}` is not served by any provider")))?;
+            let to =
+                served(target).ok_or_else(|| invalid(&path, format!("`{target}` is not served by any provider")))?;
             if to == from {
                 return Err(invalid(&path, format!("`{target}` is `{model}` itself")));
             }
@@ -739,8 +740,8 @@ fn validate_provider(
 ) -> Result<Deployment, ConfigError> {
     let path = format!("providers.{name}");
     let kind_name = p.kind.clone().unwrap_or_else(|| name.clone());
-    if p.models.is_empty() {
-        return Err(invalid(format!("{path}.models"), "must list at least one model"));
+    if p.models.is_empty() && p.upstream_models.is_empty() {
+        return Err(invalid(format!("{path}.models"), "must list at least one model (or upstream_models)"));
     }
     if p.models.iter().any(|m| m.is_empty()) {
         return Err(invalid(format!("{path}.models"), "model names must not be empty"));

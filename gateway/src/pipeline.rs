@@ -1186,7 +1186,9 @@ async fn forward_stream(
                 ended = true;
             }
             // Cut before any content: this attempt failed, another may not.
-            Err(e) if !started => return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e }),
+            Err(e) if !started => {
+                return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e });
+            }
             Err(e) => {
                 failure = Some(GatewayError::from_upstream(provider, e));
                 break;
@@ -1353,7 +1355,9 @@ async fn translate_stream(
         let state = match body.next(&mut conn, &mut scratch.body, idle).await {
             Ok(true) => translator.feed(&scratch.body, &mut scratch.events),
             Ok(false) => translator.end(&mut scratch.events),
-            Err(e) if !started => return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e }),
+            Err(e) if !started => {
+                return Err(GatewayError::UpstreamUnreachable { provider: provider.to_owned(), source: e });
+            }
             Err(e) => {
                 let message = GatewayError::from_upstream(provider, e).to_string();
                 let error = translate::error::ProviderError::new(translate::error::ErrorKind::BadGateway, message);

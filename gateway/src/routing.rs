@@ -52,7 +52,9 @@ pub enum Admission {
     Yes,
     /// The cooldown is over: this request is the probe.
     Probe,
-    No { remaining: Duration },
+    No {
+        remaining: Duration,
+    },
 }
 
 /// A shard's breakers, one per deployment of its config generation.

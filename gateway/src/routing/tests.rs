@@ -108,9 +108,10 @@ fn a_breaker_opens_after_consecutive_failures_lets_one_probe_through_and_closes_
     assert_eq!(breakers.failed(7, 1, t0, limits), None);
     let opened = breakers.failed(7, 1, t0, limits);
     assert_eq!(opened, Some(Verdict::Open { cooldown: Duration::from_millis(5000) }));
-    assert_eq!(breakers.admit(7, 1, t0 + Duration::from_secs(1), limits), Admission::No {
-        remaining: Duration::from_secs(4)
-    });
+    assert_eq!(
+        breakers.admit(7, 1, t0 + Duration::from_secs(1), limits),
+        Admission::No { remaining: Duration::from_secs(4) }
+    );
     assert_eq!(breakers.admit(7, 0, t0, limits), Admission::Yes, "other deployments are not affected");
     // After the cooldown: one probe, and no second one while it is out.
     let later = t0 + Duration::from_secs(6);
@@ -147,12 +148,10 @@ fn attempts_try_every_deployment_once_then_retry_with_backoff_then_fall_back() {
     }
     // a and b once each; a again (max_retries 1) after a backoff; b has no
     // retries; then the fallback model's deployment.
-    assert_eq!(order, vec![
-        (a, Duration::ZERO),
-        (b, Duration::ZERO),
-        (a, Duration::from_millis(50)),
-        (other, Duration::ZERO)
-    ]);
+    assert_eq!(
+        order,
+        vec![(a, Duration::ZERO), (b, Duration::ZERO), (a, Duration::from_millis(50)), (other, Duration::ZERO)]
+    );
     assert_eq!(attempts.total, 4);
     assert!(matches!(attempts.exhausted("m"), GatewayError::Internal(_)));
 }
@@ -187,5 +186,7 @@ fn attempts_skip_cooling_deployments_and_stop_at_the_deadline() {
     let Next::Go { candidate, .. } = attempts.next(&c, |_| Admission::Yes, now, &mut random) else { panic!() };
     assert_eq!(candidate.deployment, b);
     attempts.failed(GatewayError::Internal("x".into()), None);
-    assert!(matches!(attempts.next(&c, |_| Admission::Yes, now, &mut random), Next::Go { candidate, .. } if candidate.deployment == other));
+    assert!(
+        matches!(attempts.next(&c, |_| Admission::Yes, now, &mut random), Next::Go { candidate, .. } if candidate.deployment == other)
+    );
 }

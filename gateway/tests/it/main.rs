@@ -12,5 +12,6 @@ mod http1;
 mod lifecycle;
 mod providers;
 mod repo;
+mod routing;
 mod support;
 mod translation;

@@ -127,7 +127,9 @@ fn anthropic_errors_reach_openai_clients_with_openai_statuses() {
         }
     });
     // One attempt per request: this test is about the shape of each error.
-    let gw = Gateway::start(&anthropic_config(up.addr).replace("max_tokens_default = 777", "max_tokens_default = 777\nmax_retries = 0"));
+    let gw = Gateway::start(
+        &anthropic_config(up.addr).replace("max_tokens_default = 777", "max_tokens_default = 777\nmax_retries = 0"),
+    );
     let r =
         gw.post("/v1/chat/completions", r#"{"model":"claude-x","messages":[{"role":"user","content":"overload"}]}"#);
     assert_eq!(r.status, 503, "{}", r.text());

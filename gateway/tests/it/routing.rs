@@ -1,0 +1,239 @@
+//! Routing and resilience end to end: retries with backoff, fallback to
+//! other deployments and other models (translated), streams retried while
+//! nothing reached the client, circuit breakers shared by every shard.
+//! The providers are corelay-mock instances scripted per request.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+
+use crate::support::*;
+
+/// A chat request whose last user message carries `directives`.
+fn chat(model: &str, stream: bool, directives: &str) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi {directives}"}}],"stream":{stream},"max_tokens":16}}"#
+    )
+}
+
+/// How many requests a mock received before this question (its
+/// `/mock/stats` counts the stats request itself).
+fn mock_requests(mock: SocketAddr) -> u64 {
+    let r = Client::connect(mock).send("GET", "/mock/stats", &[], b"");
+    r.json()["requests"].as_u64().unwrap_or_else(|| panic!("{}", r.text())) - 1
+}
+
+/// How many requests a mock got for one sequence id.
+fn sequence_requests(mock: SocketAddr, id: &str) -> u64 {
+    let r = Client::connect(mock).send("GET", "/mock/sequences", &[], b"");
+    let v = r.json();
+    let list = v["sequences"].as_array().unwrap();
+    list.iter().find(|s| s["seq-id"].as_str() == Some(id)).map_or(0, |s| s["requests"].as_u64().unwrap())
+}
+
+fn provider(name: &str, kind: &str, addr: SocketAddr, models: &str, extra: &str) -> String {
+    let base = match kind {
+        "openai" => format!("http://{addr}/v1"),
+        _ => format!("http://{addr}"),
+    };
+    let key = if kind == "openai" { "api_key = \"sk-mock\"\n" } else { "api_key = \"mock-key\"\n" };
+    format!("[providers.{name}]\nkind = \"{kind}\"\nbase_url = \"{base}\"\n{key}models = [{models}]\n{extra}\n")
+}
+
+fn config(shards: usize, routing: &str, providers: &[String], tail: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nshards = {shards}\n[routing]\nretry_backoff_base_ms = 20\nretry_backoff_max_ms = 100\n{routing}\n{}\n{tail}",
+        providers.concat()
+    )
+}
+
+#[test]
+fn retryable_failures_are_retried_with_backoff_until_an_answer() {
+    let a = mock(&["--dialect", "openai", "--name", "a"]);
+    let gw = Gateway::start(&config(1, "", &[provider("a", "openai", a, "\"m\"", "max_retries = 3")], ""));
+    // 503, a reset connection, 429, then the answer: four attempts.
+    let r = gw.post("/v1/chat/completions", &chat("m", false, "[mock:sequence=503,reset,429,200] [mock:seq-id=four]"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-corelay-attempts"), Some("4"));
+    assert_eq!(r.header("x-corelay-provider"), Some("a"));
+    assert_eq!(sequence_requests(a, "four"), 4);
+    // More failures than max_retries allows: the last one is answered.
+    let r = gw.post("/v1/chat/completions", &chat("m", false, "[mock:sequence=503] [mock:seq-id=always]"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(sequence_requests(a, "always"), 4, "one attempt and three retries");
+    // Not retryable: at once.
+    for status in [400, 401, 404, 413, 422] {
+        let id = format!("final{status}");
+        let r = gw.post(
+            "/v1/chat/completions",
+            &chat("m", false, &format!("[mock:sequence={status},200] [mock:seq-id={id}]")),
+        );
+        let expected = if status == 401 { 502 } else { status };
+        assert_eq!(r.status, expected, "{status}: {}", r.text());
+        assert_eq!(sequence_requests(a, &id), 1, "{status} is not retried");
+    }
+    let metrics = gw.get("/metrics").text();
+    assert!(metrics.contains("corelay_upstream_retries_total"), "{metrics}");
+}
+
+#[test]
+fn retry_after_is_a_floor_for_the_backoff() {
+    let a = mock(&["--dialect", "openai"]);
+    let gw = Gateway::start(&config(1, "", &[provider("a", "openai", a, "\"m\"", "")], ""));
+    let started = Instant::now();
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("m", false, "[mock:sequence=429,200] [mock:seq-id=ra] [mock:retry-after=1]"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    // A Retry-After past the deadline is not waited for.
+    let gw = Gateway::start(&config(1, "retry_deadline_ms = 500", &[provider("a", "openai", a, "\"m\"", "")], ""));
+    let started = Instant::now();
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("m", false, "[mock:sequence=429,200] [mock:seq-id=far] [mock:retry-after=30]"),
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(r.header("retry-after"), Some("30"));
+}
+
+#[test]
+fn a_failing_deployment_falls_over_to_another_of_the_same_model() {
+    let down = mock(&["--dialect", "openai", "--error-rate", "1.0", "--name", "down"]);
+    let up = mock(&["--dialect", "openai", "--name", "up"]);
+    let providers = [
+        provider("down", "openai", down, "\"m\"", "weight = 100\nmax_retries = 0"),
+        provider("up", "openai", up, "\"m\"", "weight = 1"),
+    ];
+    let gw = Gateway::start(&config(1, "breaker_failures = 1000", &providers, ""));
+    for stream in [false, true] {
+        let r = gw.post("/v1/chat/completions", &chat("m", stream, ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-corelay-provider"), Some("up"));
+        if stream {
+            assert!(r.sse_data().iter().any(|d| d == "[DONE]"));
+        }
+    }
+}
+
+#[test]
+fn a_model_falls_back_to_another_model_translated_for_its_provider() {
+    let openai = mock(&["--dialect", "openai", "--error-rate", "1.0"]);
+    let claude = mock(&["--dialect", "anthropic"]);
+    let providers = [
+        provider("openai", "openai", openai, "\"gpt-x\"", "max_retries = 1"),
+        provider("claude", "anthropic", claude, "", "upstream_models = { \"claude-public\" = \"claude-upstream-id\" }"),
+    ];
+    let tail = "[aliases]\nsonnet = \"claude-public\"\n[fallbacks]\n\"gpt-x\" = [\"sonnet\"]\n";
+    let gw = Gateway::start(&config(1, "breaker_failures = 1000", &providers, tail));
+    let r = gw.post("/v1/chat/completions", &chat("gpt-x", false, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-corelay-provider"), Some("claude"));
+    assert_eq!(r.header("x-corelay-attempts"), Some("3"), "two on gpt-x, then the fallback");
+    let v = r.json();
+    assert_eq!(v["object"].as_str(), Some("chat.completion"), "OpenAI's shape from Anthropic: {v}");
+    // The provider saw its own name for the model.
+    let last = Client::connect(claude).send("GET", "/mock/last-request", &[], b"").json();
+    assert_eq!(last["body"]["model"].as_str(), Some("claude-upstream-id"), "{last}");
+    // Streams fall back too.
+    let r = gw.post("/v1/chat/completions", &chat("gpt-x", true, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.sse_data().iter().any(|d| d == "[DONE]"), "{}", r.text());
+}
+
+#[test]
+fn a_stream_that_fails_before_any_content_is_retried_unseen() {
+    let openai = mock(&["--dialect", "openai"]);
+    let claude = mock(&["--dialect", "anthropic"]);
+    let providers = [
+        provider("openai", "openai", openai, "\"gpt-x\"", ""),
+        provider("claude", "anthropic", claude, "\"claude-x\"", ""),
+    ];
+    let gw = Gateway::start(&config(1, "", &providers, ""));
+    // Same dialect (passed through) and translated, an error event inside
+    // the 200 and a connection reset before content: the client sees one
+    // clean stream.
+    let cases = [
+        ("gpt-x", "/v1/chat/completions", "error-before-content", "p1"),
+        ("gpt-x", "/v1/chat/completions", "reset", "p2"),
+        ("claude-x", "/v1/messages", "error-before-content", "p3"),
+        ("claude-x", "/v1/chat/completions", "error-before-content", "p4"),
+        ("gpt-x", "/v1/messages", "error-before-content", "p5"),
+    ];
+    for (model, path, failure, id) in cases {
+        let body = chat(model, true, &format!("[mock:sequence={failure},200] [mock:seq-id={id}]"));
+        let r = gw.post(path, &body);
+        assert_eq!(r.status, 200, "{model} {path} {failure}: {}", r.text());
+        assert_eq!(r.header("x-corelay-attempts"), Some("2"), "{model} {path} {failure}");
+        let text = r.text();
+        assert!(!text.contains("error"), "{model} {path} {failure}: {text}");
+        assert!(text.contains("[DONE]") || text.contains("message_stop"), "{model} {path} {failure}: {text}");
+    }
+    // After content, an error cannot be taken back: it is told in-stream.
+    let r = gw.post("/v1/chat/completions", &chat("gpt-x", true, "[mock:error-mid-stream]"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-corelay-attempts"), Some("1"));
+    assert!(r.text().contains("error"), "{}", r.text());
+}
+
+#[test]
+fn the_breaker_skips_a_dead_deployment_on_every_shard_then_probes_it() {
+    let down = mock(&["--dialect", "openai", "--error-rate", "1.0", "--name", "down"]);
+    let up = mock(&["--dialect", "openai", "--name", "up"]);
+    let providers = [
+        provider("down", "openai", down, "\"m\"", "weight = 1000\nmax_retries = 0"),
+        provider("up", "openai", up, "\"m\"", "weight = 1"),
+    ];
+    let gw = Gateway::start(&config(2, "breaker_failures = 2\nbreaker_cooldown_ms = 1500", &providers, ""));
+    // New connections land on either shard. Two failures on one shard open
+    // its breaker; the verdict reaches the other shard through the control
+    // plane, so soon no shard sends to `down`.
+    let ask = || {
+        let r = gw.client().send("POST", "/v1/chat/completions", &[], chat("m", false, "").as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-corelay-attempts").map(str::to_owned)
+    };
+    for _ in 0..4 {
+        ask();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let before = mock_requests(down);
+    assert!((2..=4).contains(&before), "{before}");
+    for _ in 0..20 {
+        assert_eq!(ask().as_deref(), Some("1"), "straight to `up`");
+    }
+    assert_eq!(
+        mock_requests(down),
+        before + 1,
+        "no shard tried `down` while its breaker was open (+1: the stats request)"
+    );
+    let metrics = gw.get("/metrics").text();
+    assert!(metrics.contains("corelay_breaker_opens_total"), "{metrics}");
+    // After the cooldown one request probes `down` (and fails over).
+    std::thread::sleep(Duration::from_millis(1600));
+    for _ in 0..6 {
+        ask();
+    }
+    let probes = mock_requests(down) - before - 2;
+    assert!((1..=2).contains(&probes), "one probe per shard at most: {probes}");
+}
+
+#[test]
+fn every_provider_cooling_down_is_a_503_with_retry_after() {
+    let down = mock(&["--dialect", "anthropic", "--error-rate", "1.0"]);
+    let providers = [provider("down", "anthropic", down, "\"claude-x\"", "max_retries = 0")];
+    let gw = Gateway::start(&config(1, "breaker_failures = 1\nbreaker_cooldown_ms = 60000", &providers, ""));
+    let r = gw.post("/v1/messages", &chat("claude-x", false, ""));
+    assert_eq!(r.status, 529, "the provider's own overload: {}", r.text());
+    let r = gw.post("/v1/messages", &chat("claude-x", false, ""));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["type"].as_str(), Some("error"), "Anthropic's shape: {}", r.text());
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&after), "{after}");
+    let r = gw.post("/v1/chat/completions", &chat("claude-x", false, ""));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.openai_error().2.as_deref(), Some("no_healthy_provider"));
+}
