@@ -511,13 +511,26 @@ async fn translated(
         let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
         return translate_stream(shard, snapshot, resolved, conn, head, translator, responder, scratch).await;
     }
+    // The provider's rate-limit headers reach the client whatever dialect.
+    let forwarded = owned_forward(&conn, &head);
     read_whole(shard, resolved, conn, &head, scratch).await?;
     let cx = translate::ResponseContext { id: &id, model, created: unix_now(), written };
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
         .map_err(GatewayError::Translate)?;
     account(shard, usage);
-    ignore_io(responder.send(200, b"application/json", &resolved.headers(), &out).await)
+    let mut headers: Vec<Header<'_>> = resolved.headers().to_vec();
+    headers.extend(forwarded.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+}
+
+/// The headers of a provider's answer that go to the client (rate limits,
+/// request ids), copied out of the connection's buffer.
+fn owned_forward(conn: &Conn, head: &ResponseHead) -> Vec<(Vec<u8>, Vec<u8>)> {
+    head.forward
+        .iter()
+        .map(|(n, v)| (conn.head_bytes(n.clone()).to_vec(), conn.head_bytes(v.clone()).to_vec()))
+        .collect()
 }
 
 /// The `mock` kind behind the Anthropic front door: the mock's OpenAI
@@ -1376,7 +1389,9 @@ async fn translate_stream(
             if state == State::Open && !translator.has_content() && !held {
                 continue;
             }
-            if responder.start_stream(200, b"text/event-stream", &resolved.headers()).await.is_err() {
+            let mut headers: Vec<Header<'_>> = resolved.headers().to_vec();
+            headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
+            if responder.start_stream(200, b"text/event-stream", &headers).await.is_err() {
                 return Ok(());
             }
             started = true;

@@ -133,6 +133,7 @@ fn a_model_falls_back_to_another_model_translated_for_its_provider() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-corelay-provider"), Some("claude"));
     assert_eq!(r.header("x-corelay-attempts"), Some("3"), "two on gpt-x, then the fallback");
+    assert_eq!(r.header("anthropic-ratelimit-requests-limit"), Some("4000"), "the provider's rate limits");
     let v = r.json();
     assert_eq!(v["object"].as_str(), Some("chat.completion"), "OpenAI's shape from Anthropic: {v}");
     // The provider saw its own name for the model.
@@ -141,6 +142,7 @@ fn a_model_falls_back_to_another_model_translated_for_its_provider() {
     // Streams fall back too.
     let r = gw.post("/v1/chat/completions", &chat("gpt-x", true, ""));
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("anthropic-ratelimit-requests-limit"), Some("4000"));
     assert!(r.sse_data().iter().any(|d| d == "[DONE]"), "{}", r.text());
 }
 
