@@ -1209,7 +1209,6 @@ async fn forward_stream(
         }
         if !started {
             if let Some(e) = early_error {
-                breaker_failure(shard, snapshot, resolved);
                 return Err(e);
             }
             if !(content || ended || overflow || scratch.events.len() > STREAM_HELD_BYTES_MAX) {
@@ -1379,7 +1378,6 @@ async fn translate_stream(
         };
         if !started {
             if state == State::Failed && !translator.has_content() {
-                breaker_failure(shard, snapshot, resolved);
                 let error = translator.failure().cloned().unwrap_or_else(|| {
                     translate::error::ProviderError::new(translate::error::ErrorKind::BadGateway, "the stream failed")
                 });
