@@ -73,6 +73,10 @@ pub enum GatewayError {
     /// failures (its circuit breaker is open).
     #[error("Every provider of `{model}` is failing; corelay retries them in {} s", retry_after.as_secs().max(1))]
     NoHealthyDeployment { model: String, retry_after: std::time::Duration },
+    /// The client closed its connection while its provider was awaited;
+    /// nobody reads the answer (499, as nginx logs it).
+    #[error("the client closed the connection")]
+    ClientClosed,
     #[error("{0}")]
     Internal(String),
 }
@@ -89,6 +93,7 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge { .. }
             | GatewayError::HeadTooLarge(_)
             | GatewayError::ClientTimeout(_)
+            | GatewayError::ClientClosed
             | GatewayError::Translate(_) => Source::Client,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
@@ -162,6 +167,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => 413,
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::ClientTimeout(_) => 408,
+            GatewayError::ClientClosed => 499,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::ProviderAuth { .. } => 502,
@@ -187,6 +193,7 @@ impl GatewayError {
             GatewayError::PayloadTooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
             GatewayError::HeadTooLarge(_) => ("invalid_request_error", Some("request_header_too_large")),
             GatewayError::ClientTimeout(_) => ("invalid_request_error", Some("request_timeout")),
+            GatewayError::ClientClosed => ("invalid_request_error", Some("client_closed")),
             GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),

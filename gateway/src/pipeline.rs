@@ -975,12 +975,38 @@ async fn send(
     let mut stats = ExchangeStats::default();
     let request = std::mem::take(&mut scratch.request);
     let timeout = Duration::from_millis(resolved.deployment.timeout_ms);
-    let (result, request) =
-        upstream::exchange(&pool, &target, &resolved.deployment.upstream, request, timeout, &mut stats).await;
-    scratch.request = request;
+    let exchange = upstream::exchange(&pool, &target, &resolved.deployment.upstream, request, timeout, &mut stats);
+    // A client that leaves while the provider thinks cancels the provider's
+    // request: dropping the exchange closes its connection.
+    let finished = match scratch.client_fd {
+        Some(fd) => monoio::select! {
+            done = exchange => Some(done),
+            () = client_left(fd) => None,
+        },
+        None => Some(exchange.await),
+    };
     shard.count(Counter::UpstreamConnects, stats.connects);
     shard.count(Counter::UpstreamReuses, stats.reuses);
+    let Some((result, request)) = finished else {
+        shard.count(Counter::ClientsGone, 1);
+        return Err(GatewayError::ClientClosed);
+    };
+    scratch.request = request;
     result.map_err(|e| GatewayError::from_upstream(&resolved.deployment.name, e))
+}
+
+/// How often a request waiting for a provider checks that its client is
+/// still there.
+const CLIENT_CHECK_INTERVAL_MS: u64 = 200;
+
+/// Resolves once the client closed its connection.
+async fn client_left(fd: std::os::fd::RawFd) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(CLIENT_CHECK_INTERVAL_MS)).await;
+        if crate::sys::peer_closed(fd) {
+            return;
+        }
+    }
 }
 
 // Phase 9 ----------------------------------------------------------------

@@ -126,6 +126,7 @@ counters! {
     UpstreamReuses => "upstream_reuses",
     UpstreamRetries => "upstream_retries",
     BreakerOpens => "breaker_opens",
+    ClientsGone => "clients_gone_waiting",
     PromptTokens => "prompt_tokens",
     CompletionTokens => "completion_tokens",
     Panics => "panics",

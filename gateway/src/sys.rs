@@ -26,6 +26,21 @@ pub fn has_input(fd: RawFd) -> bool {
     }
 }
 
+/// Whether the peer closed its side (EOF) or the connection failed, while
+/// bytes it sent and nobody read yet (a pipelined request) count as open.
+/// Never blocks, and leaves what it sees in place.
+pub fn peer_closed(fd: RawFd) -> bool {
+    // SAFETY: as in `has_input`: the caller's connection owns `fd` and keeps
+    // it open for the whole call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(&fd).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -46,6 +61,25 @@ mod tests {
         assert!(!super::has_input(client.as_raw_fd()), "the byte was read");
         drop(server);
         while !super::has_input(client.as_raw_fd()) {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn peer_closed_tells_a_close_from_pipelined_bytes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        assert!(!super::peer_closed(client.as_raw_fd()), "open and quiet");
+        server.write_all(b"next request").unwrap();
+        while !super::has_input(client.as_raw_fd()) {
+            std::thread::yield_now();
+        }
+        assert!(!super::peer_closed(client.as_raw_fd()), "bytes waiting are not a close");
+        let mut b = [0u8; 12];
+        std::io::Read::read_exact(&mut &client, &mut b).unwrap();
+        drop(server);
+        while !super::peer_closed(client.as_raw_fd()) {
             std::thread::yield_now();
         }
     }

@@ -40,17 +40,21 @@ pub struct Scratch {
     pub body: Vec<u8>,
     /// Stream events waiting to be written.
     pub events: Vec<u8>,
+    /// The client's socket, to notice it leaving while a provider is
+    /// awaited ([`crate::sys::peer_closed`]).
+    pub client_fd: Option<std::os::fd::RawFd>,
 }
 
 /// Serves one client connection until it closes, errs or idles out.
 pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let client_fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let mut conn = Conn {
         stream,
         rbuf: Vec::with_capacity(READ_BYTES),
         wbuf: Vec::with_capacity(8 * 1024),
         chunked_body: Vec::new(),
-        scratch: Scratch::default(),
+        scratch: Scratch { client_fd: Some(client_fd), ..Scratch::default() },
     };
     // The backstop: a panic outside the pipeline's own boundary (reading a
     // request, writing an error) closes this connection and nothing else.

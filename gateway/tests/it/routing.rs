@@ -239,3 +239,47 @@ fn every_provider_cooling_down_is_a_503_with_retry_after() {
     assert_eq!(r.status, 503);
     assert_eq!(r.openai_error().2.as_deref(), Some("no_healthy_provider"));
 }
+
+#[test]
+fn a_client_that_leaves_while_the_provider_thinks_cancels_the_provider_request() {
+    use std::io::{Read, Write};
+    // A provider that reads the request and never answers; it reports when
+    // corelay closes the connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        let mut told = false;
+        // The request, then silence until corelay hangs up.
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if !told && seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                told = true;
+                let _ = closed_tx.send(Instant::now());
+            }
+        }
+        let _ = closed_tx.send(Instant::now());
+    });
+    let gw = Gateway::start(&openai_config(addr, "max_retries = 0").replace("timeout = 5", "timeout = 60"));
+    let mut client = gw.client();
+    let body = chat_body("bench-chat", false);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    client.stream().write_all(head.as_bytes()).unwrap();
+    client.stream().write_all(body.as_bytes()).unwrap();
+    let reached = closed_rx.recv_timeout(Duration::from_secs(5)).expect("the provider got the request");
+    drop(client);
+    let left = Instant::now();
+    let closed = closed_rx.recv_timeout(Duration::from_secs(5)).expect("corelay closed the provider's connection");
+    assert!(closed > left && closed > reached, "closed only after the client left");
+    assert!(closed.duration_since(left) < Duration::from_secs(2), "{:?}", closed.duration_since(left));
+    assert_eq!(gw.wait_metric("clients_gone_waiting", 1), 1);
+}
