@@ -241,6 +241,10 @@ pub struct KeyFile {
     pub key: Secret,
     #[serde(default = "d_all_models")]
     pub models: Vec<String>,
+    /// Requests per minute (wall-clock minutes), over every shard.
+    pub rpm: Option<u64>,
+    /// Tokens (prompt + completion) per minute, charged from answers' usage.
+    pub tpm: Option<u64>,
 }
 
 fn d_listen() -> String {
@@ -474,6 +478,16 @@ pub struct Key {
     pub name: String,
     pub secret_sha256: [u8; 32],
     pub models: ModelAllowlist,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl Key {
+    /// The key's identity for its limits: stable across reloads (the index
+    /// of a key may change), from its secret's digest.
+    pub fn limit_id(&self) -> u64 {
+        u64::from_le_bytes(self.secret_sha256[..8].try_into().unwrap_or_default())
+    }
 }
 
 /// The models a key may use: `*`, exact names, and `prefix*` globs.
@@ -1011,7 +1025,9 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
         if out.iter().any(|o| o.secret_sha256 == secret_sha256) {
             return Err(invalid(format!("keys[{i}].key"), "the same secret is used by two keys"));
         }
-        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models) });
+        let rpm = k.rpm.map(|v| positive(&format!("keys[{i}].rpm"), v)).transpose()?;
+        let tpm = k.tpm.map(|v| positive(&format!("keys[{i}].tpm"), v)).transpose()?;
+        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models), rpm, tpm });
     }
     Ok(out)
 }

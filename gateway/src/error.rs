@@ -73,6 +73,9 @@ pub enum GatewayError {
     /// failures (its circuit breaker is open).
     #[error("Every provider of `{model}` is failing; corelay retries them in {} s", retry_after.as_secs().max(1))]
     NoHealthyDeployment { model: String, retry_after: std::time::Duration },
+    /// The caller's key is over its requests (or tokens) per minute.
+    #[error("Rate limit reached: this key may use {limit} {} per minute; try again in {retry_after} s", if *tokens { "tokens" } else { "requests" })]
+    RateLimited { tokens: bool, limit: u64, retry_after: u64 },
     /// The client closed its connection while its provider was awaited;
     /// nobody reads the answer (499, as nginx logs it).
     #[error("the client closed the connection")]
@@ -94,6 +97,7 @@ impl GatewayError {
             | GatewayError::HeadTooLarge(_)
             | GatewayError::ClientTimeout(_)
             | GatewayError::ClientClosed
+            | GatewayError::RateLimited { .. }
             | GatewayError::Translate(_) => Source::Client,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
@@ -168,6 +172,7 @@ impl GatewayError {
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::ClientTimeout(_) => 408,
             GatewayError::ClientClosed => 499,
+            GatewayError::RateLimited { .. } => 429,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::ProviderAuth { .. } => 502,
@@ -194,6 +199,8 @@ impl GatewayError {
             GatewayError::HeadTooLarge(_) => ("invalid_request_error", Some("request_header_too_large")),
             GatewayError::ClientTimeout(_) => ("invalid_request_error", Some("request_timeout")),
             GatewayError::ClientClosed => ("invalid_request_error", Some("client_closed")),
+            GatewayError::RateLimited { tokens: false, .. } => ("requests", Some("rate_limit_exceeded")),
+            GatewayError::RateLimited { tokens: true, .. } => ("tokens", Some("rate_limit_exceeded")),
             GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),
             GatewayError::UpstreamBadResponse { .. } => ("upstream_error", Some("bad_upstream_response")),
             GatewayError::UpstreamTimeout { .. } => ("upstream_error", Some("upstream_timeout")),
@@ -246,6 +253,15 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
     let headers = match error {
         GatewayError::MethodNotAllowed { allow, .. } => vec![("allow".to_owned(), (*allow).to_owned())],
         GatewayError::ProviderAuth { forward, .. } => forward.clone(),
+        GatewayError::RateLimited { tokens, limit, retry_after } => {
+            let what = if *tokens { "tokens" } else { "requests" };
+            vec![
+                ("retry-after".to_owned(), retry_after.to_string()),
+                (format!("x-ratelimit-limit-{what}"), limit.to_string()),
+                (format!("x-ratelimit-remaining-{what}"), "0".to_owned()),
+                (format!("x-ratelimit-reset-{what}"), format!("{retry_after}s")),
+            ]
+        }
         GatewayError::NoHealthyDeployment { retry_after, .. } => {
             vec![("retry-after".to_owned(), retry_after.as_secs().max(1).to_string())]
         }

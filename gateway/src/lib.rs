@@ -14,6 +14,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod mock;
 pub mod pipeline;
 pub mod routing;

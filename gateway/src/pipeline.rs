@@ -226,6 +226,40 @@ struct Resolved<'s> {
     upstream_model: &'s str,
     /// Which attempt of the request this is, from 1 (`x-corelay-attempts`).
     attempt: String,
+    /// Where the answer's tokens are charged: the key's token limit.
+    charge: Option<TokenCharge>,
+}
+
+/// A key's token limit, charged once an answer's usage is known.
+#[derive(Debug, Clone, Copy)]
+struct TokenCharge {
+    key: u64,
+    tpm: u64,
+}
+
+/// Phase 4b: admits a request against its key's limits, on the shard's
+/// leases (see [`crate::limits`]). Tokens are checked here and charged when
+/// the answer's usage is known.
+async fn admit_key(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    key: Option<usize>,
+) -> Result<Option<TokenCharge>, GatewayError> {
+    use store::quota::Measure;
+    let Some(key) = key.map(|k| &snapshot.config.keys[k]) else { return Ok(None) };
+    let id = key.limit_id();
+    let refused = |r: crate::limits::Refused| GatewayError::RateLimited {
+        tokens: r.measure == Measure::Tokens,
+        limit: r.limit,
+        retry_after: r.retry_after,
+    };
+    if let Some(tpm) = key.tpm {
+        crate::limits::admit(shard, id, Measure::Tokens, tpm, 0).await.map_err(refused)?;
+    }
+    if let Some(rpm) = key.rpm {
+        crate::limits::admit(shard, id, Measure::Requests, rpm, 1).await.map_err(refused)?;
+    }
+    Ok(key.tpm.map(|tpm| TokenCharge { key: id, tpm }))
 }
 
 impl Resolved<'_> {
@@ -272,6 +306,7 @@ async fn next_attempt<'s>(
     snapshot: &'s Snapshot,
     attempts: &mut Attempts<'s>,
     client_model: &str,
+    charge: Option<TokenCharge>,
 ) -> Option<Resolved<'s>> {
     let config = &snapshot.config;
     let now = Instant::now();
@@ -293,6 +328,7 @@ async fn next_attempt<'s>(
         rename: (upstream_model != client_model).then_some(upstream_model),
         upstream_model,
         attempt: attempts.total.to_string(),
+        charge,
     })
 }
 
@@ -363,8 +399,9 @@ async fn chat(
     if peek.stream {
         shard.count(Counter::Streams, 1);
     }
+    let charge = admit_key(shard, snapshot, key).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
             return done;
@@ -390,7 +427,7 @@ async fn chat_attempt(
     let endpoint = match &resolved.deployment.kind {
         ProviderKind::Mock if front == Dialect::OpenAi => {
             let usage = mock::chat(responder, peek, resolved.upstream_model).await;
-            account(shard, usage);
+            account(shard, resolved, usage);
             return Ok(());
         }
         ProviderKind::Mock => return mock_translated(shard, request, resolved, front, responder, scratch).await,
@@ -518,7 +555,7 @@ async fn translated(
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
         .map_err(GatewayError::Translate)?;
-    account(shard, usage);
+    account(shard, resolved, usage);
     let mut headers: Vec<Header<'_>> = resolved.headers().to_vec();
     headers.extend(forwarded.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
     ignore_io(responder.send(200, b"application/json", &headers, &out).await)
@@ -581,7 +618,7 @@ async fn mock_translated(
         .map_err(GatewayError::Translate)?;
         let _ = responder.json(200, &out).await;
     }
-    account(shard, Some(usage));
+    account(shard, resolved, Some(usage));
     Ok(())
 }
 
@@ -597,8 +634,9 @@ async fn count_tokens(
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let model = authorize(snapshot, key, &peek.model)?;
+    let charge = admit_key(shard, snapshot, key).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = match &resolved.deployment.kind {
             ProviderKind::Anthropic { endpoint, .. } => {
                 let operation = Operation::CountTokens;
@@ -701,8 +739,9 @@ async fn embeddings(
         return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
     }
     let model = authorize(snapshot, key, &peek.model)?;
+    let charge = admit_key(shard, snapshot, key).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
             return done;
@@ -723,7 +762,7 @@ async fn embeddings_attempt(
     let endpoint = match &resolved.deployment.kind {
         ProviderKind::Mock => {
             let usage = mock::embeddings(responder, request.body, resolved.upstream_model).await?;
-            account(shard, usage);
+            account(shard, resolved, usage);
             return Ok(());
         }
         kind => kind.endpoint().expect("non-mock kinds have an endpoint"),
@@ -808,7 +847,7 @@ async fn translated_embeddings(
     }
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = collected.finish(model, &mut out).map_err(GatewayError::Translate)?;
-    account(shard, Some(usage));
+    account(shard, resolved, Some(usage));
     ignore_io(responder.send(200, b"application/json", &resolved.headers(), &out).await)
 }
 
@@ -1146,7 +1185,7 @@ async fn forward_whole(
         Dialect::OpenAi => openai::response_usage(&scratch.body),
         Dialect::Anthropic => translate::anthropic::response::usage(&scratch.body),
     };
-    account(shard, usage);
+    account(shard, resolved, usage);
     let content_type = head.content_type.clone().map_or(&b"application/json"[..], |r| conn.head_bytes(r));
     let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 2);
     headers.extend(resolved.headers());
@@ -1251,7 +1290,7 @@ async fn forward_stream(
         }
         if responder.stream(&scratch.events).await.is_err() {
             // The client left: drop the upstream connection with it.
-            account(shard, usage);
+            account(shard, resolved, usage);
             return Ok(());
         }
         if overflow {
@@ -1265,7 +1304,7 @@ async fn forward_stream(
             break;
         }
     }
-    account(shard, usage);
+    account(shard, resolved, usage);
     if let Some(e) = failure {
         // The status went out long ago: say it the way OpenAI does
         // mid-stream, as an `error` event, then end the stream.
@@ -1421,14 +1460,14 @@ async fn translate_stream(
             started = true;
         }
         if !scratch.events.is_empty() && responder.stream(&scratch.events).await.is_err() {
-            account(shard, translator.usage());
+            account(shard, resolved, translator.usage());
             return Ok(());
         }
         if state != State::Open {
             break;
         }
     }
-    account(shard, translator.usage());
+    account(shard, resolved, translator.usage());
     if translator.state() == State::Failed {
         breaker_failure(shard, snapshot, resolved);
     }
@@ -1462,10 +1501,13 @@ fn strip_null_usage(event: &[u8], out: &mut Vec<u8>) {
 
 // Phase 10 ---------------------------------------------------------------
 
-fn account(shard: &Shard, usage: Option<translate::Usage>) {
+fn account(shard: &Shard, resolved: &Resolved<'_>, usage: Option<translate::Usage>) {
     if let Some(u) = usage {
         shard.count(Counter::PromptTokens, u.prompt_tokens);
         shard.count(Counter::CompletionTokens, u.completion_tokens);
+        if let Some(charge) = resolved.charge {
+            crate::limits::charge_tokens(shard, charge.key, charge.tpm, u.prompt_tokens + u.completion_tokens);
+        }
     }
 }
 

@@ -427,10 +427,14 @@ async fn command_loop(shard: Rc<Shard>, inbox: Inbox, drain: local_sync::oneshot
 }
 
 async fn tick_loop(shard: Rc<Shard>, reports: Sender<Report>) {
+    let idle = Duration::from_millis(crate::limits::LEASE_IDLE_MS);
     loop {
         monoio::time::sleep(shard.stats_interval()).await;
         let _ = reports.try_send(Report::Counters { shard: shard.id, values: shard.counter_values() });
         shard.pool().sweep();
+        for (id, window, units) in shard.leases.reclaim_idle(Instant::now(), idle) {
+            let _ = reports.try_send(Report::Release { shard: shard.id, id, window, units });
+        }
     }
 }
 
@@ -442,6 +446,7 @@ fn control_plane(
     tick: Duration,
 ) -> Totals {
     let mut per_shard = vec![[0u64; COUNTERS]; links.len()];
+    let mut quotas = store::quota::Book::new(links.len());
     let mut stopped = vec![false; links.len()];
     let mut last_sent = Totals::default();
     let mut dropped = 0u64;
@@ -453,6 +458,14 @@ fn control_plane(
                 Ok(Report::Health { generation, deployment, verdict }) => {
                     dropped += broadcast(&links, &Command::Health { generation, deployment, verdict });
                 }
+                Ok(Report::Lease { shard, id, limit, window }) => {
+                    let units = quotas.grant(id.clone(), limit, window, shard);
+                    if let Some(link) = links.get(shard) {
+                        dropped += send(link, Command::Grant { id, window, units });
+                    }
+                }
+                Ok(Report::Release { shard, id, window, units }) => quotas.release(&id, window, shard, units),
+                Ok(Report::Overdraw { id, limit, window, units }) => quotas.overdraw(id, limit, window, units),
                 Ok(Report::Stopped { shard }) => {
                     stopped[shard] = true;
                     if stopped.iter().all(|s| *s) {
@@ -472,6 +485,7 @@ fn control_plane(
                 Err(_) => {}
             },
             recv(ticker) -> _ => {
+                quotas.expire(crate::limits::current_window().saturating_sub(1));
                 let totals = sum(&per_shard);
                 if totals.values != last_sent.values {
                     dropped += broadcast(&links, &Command::Totals(Arc::new(totals.clone())));
@@ -499,16 +513,18 @@ fn sum(per_shard: &[[u64; COUNTERS]]) -> Totals {
 /// Sends a command to every shard and rings its bell. Never blocks: a full
 /// channel drops the command and counts it.
 fn broadcast(links: &[ShardLink], command: &Command) -> u64 {
-    let mut dropped = 0;
-    for link in links {
-        match link.commands.try_send(command.clone()) {
-            Ok(()) => {
-                let _ = link.bell.try_send(());
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => dropped += 1,
+    links.iter().map(|link| send(link, command.clone())).sum()
+}
+
+/// Sends a command to one shard and rings its bell; 1 when it was dropped.
+fn send(link: &ShardLink, command: Command) -> u64 {
+    match link.commands.try_send(command) {
+        Ok(()) => {
+            let _ = link.bell.try_send(());
+            0
         }
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => 1,
     }
-    dropped
 }
 
 /// Re-resolves provider hosts every `dns_refresh_ms`, off the shards. A

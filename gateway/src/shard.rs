@@ -26,8 +26,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::limits::Leases;
 use crate::routing::{Breakers, Verdict};
 use crate::upstream::Pool;
+use store::quota::CounterId;
 
 /// What the control plane tells a shard.
 #[derive(Clone)]
@@ -42,6 +44,9 @@ pub enum Command {
     /// A shard's circuit breaker for a deployment of this generation
     /// opened or closed: every shard follows.
     Health { generation: u64, deployment: usize, verdict: Verdict },
+    /// The control plane's answer to this shard's [`Report::Lease`]: the
+    /// units it may admit in the window (0: refuse).
+    Grant { id: CounterId, window: u64, units: u64 },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -55,6 +60,12 @@ pub enum Report {
     Stopped { shard: usize },
     /// This shard's breaker for a deployment opened or closed.
     Health { generation: u64, deployment: usize, verdict: Verdict },
+    /// The shard's lease for a limited counter ran out.
+    Lease { shard: usize, id: CounterId, limit: u64, window: u64 },
+    /// The shard gives back units of a lease it did not use.
+    Release { shard: usize, id: CounterId, window: u64, units: u64 },
+    /// The shard spent units beyond its lease (an answer's tokens).
+    Overdraw { id: CounterId, limit: u64, window: u64, units: u64 },
 }
 
 /// A configuration with everything derived from it that shards need.
@@ -149,6 +160,8 @@ pub struct Shard {
     pub connections: Cell<usize>,
     /// Circuit breakers of this shard, per deployment.
     pub breakers: Breakers,
+    /// Rate-limit leases of this shard, per limited counter.
+    pub leases: Leases,
     /// Where breaker verdicts go, to reach the other shards.
     reports: Option<crossbeam_channel::Sender<Report>>,
 }
@@ -181,8 +194,15 @@ impl Shard {
             in_flight: Cell::new(0),
             connections: Cell::new(0),
             breakers,
+            leases: Leases::default(),
             reports,
         }
+    }
+
+    /// Sends a report to the control plane without blocking; `false` when
+    /// it could not go (the channel is full, or there is no control plane).
+    pub fn report(&self, report: Report) -> bool {
+        self.reports.as_ref().is_some_and(|r| r.try_send(report).is_ok())
     }
 
     /// Tells the other shards (through the control plane) that this shard's
@@ -268,6 +288,7 @@ impl Shard {
             Command::Health { generation, deployment, verdict } => {
                 self.breakers.apply(generation, deployment, verdict, std::time::Instant::now());
             }
+            Command::Grant { id, window, units } => self.leases.granted(id, window, units),
             Command::Drain => {
                 self.draining.set(true);
                 return true;

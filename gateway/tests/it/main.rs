@@ -10,6 +10,7 @@ mod errors;
 mod google_aws;
 mod http1;
 mod lifecycle;
+mod limits;
 mod providers;
 mod repo;
 mod routing;
