@@ -64,8 +64,9 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// Takes `units` from the lease when it holds them.
-    fn take(&self, id: &CounterId, window: u64, units: u64) -> bool {
+    /// Takes `units` from the lease when it holds them: the whole admission
+    /// of a request within its lease.
+    pub fn take(&self, id: &CounterId, window: u64, units: u64) -> bool {
         let mut leases = self.leases.borrow_mut();
         match leases.get_mut(id) {
             Some(lease) if lease.window == window && lease.remaining >= units.max(1) => {
