@@ -245,6 +245,9 @@ pub struct KeyFile {
     pub rpm: Option<u64>,
     /// Tokens (prompt + completion) per minute, charged from answers' usage.
     pub tpm: Option<u64>,
+    /// When the key stops working, as an RFC 3339 UTC time
+    /// (`2027-01-31T00:00:00Z`).
+    pub expires_at: Option<String>,
 }
 
 fn d_listen() -> String {
@@ -480,6 +483,8 @@ pub struct Key {
     pub models: ModelAllowlist,
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// Unix seconds after which the key is refused.
+    pub expires_at: Option<u64>,
 }
 
 impl Key {
@@ -1012,6 +1017,31 @@ fn resolve_aliases(
     Ok(resolved)
 }
 
+/// Unix seconds of an RFC 3339 time in UTC (`YYYY-MM-DDTHH:MM:SSZ`, or a
+/// date alone for its midnight).
+fn parse_utc(text: &str) -> Option<u64> {
+    let (date, time) = match text.split_once('T') {
+        Some((d, t)) => (d, t.strip_suffix('Z')?),
+        None => (text, "00:00:00"),
+    };
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 || y < 1970 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
 fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
     let mut out: Vec<Key> = Vec::with_capacity(keys.len());
     for (i, k) in keys.into_iter().enumerate() {
@@ -1027,7 +1057,16 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
         }
         let rpm = k.rpm.map(|v| positive(&format!("keys[{i}].rpm"), v)).transpose()?;
         let tpm = k.tpm.map(|v| positive(&format!("keys[{i}].tpm"), v)).transpose()?;
-        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models), rpm, tpm });
+        let expires_at = match &k.expires_at {
+            None => None,
+            Some(text) => Some(parse_utc(text).ok_or_else(|| {
+                invalid(
+                    format!("keys[{i}].expires_at"),
+                    format!("`{text}`: expected a UTC time like 2027-01-31T00:00:00Z"),
+                )
+            })?),
+        };
+        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models), rpm, tpm, expires_at });
     }
     Ok(out)
 }
@@ -1050,6 +1089,17 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(matches!(c.deployments[0].kind, ProviderKind::Mock));
         assert!(c.keys.is_empty());
+    }
+
+    #[test]
+    fn utc_times_are_read_as_unix_seconds() {
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(parse_utc("2026-12-01T13:55:00Z"), Some(1_796_133_300));
+        assert_eq!(parse_utc("2027-01-31"), Some(1_801_353_600));
+        for bad in ["2027-13-01", "2027-01-31T00:00:00", "tomorrow", "2027-01-31T24:00:00Z"] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]

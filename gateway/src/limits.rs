@@ -40,7 +40,8 @@ pub fn current_window() -> u64 {
     unix_seconds() / 60
 }
 
-fn unix_seconds() -> u64 {
+/// Wall-clock seconds since the Unix epoch.
+pub fn unix_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -200,17 +200,27 @@ fn authenticate(snapshot: &Snapshot, request: &Request<'_>) -> Result<Option<usi
     let bearer = request
         .header(&request.head.authorization)
         .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
-    let presented = bearer.or_else(|| request.header(&request.head.x_api_key)).map(<[u8]>::trim_ascii);
+    let presented = bearer
+        .or_else(|| request.header(&request.head.x_api_key))
+        .or_else(|| request.header(&request.head.x_goog_api_key))
+        .map(<[u8]>::trim_ascii);
     let Some(secret) = presented.filter(|s| !s.is_empty()) else {
         return Err(GatewayError::Unauthorized(
-            "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key`.".into(),
+            "Missing API key: send it as `Authorization: Bearer <key>`, `x-api-key` or `x-goog-api-key`.".into(),
         ));
     };
+    // Only the digest is looked up: the table holds no secret to time.
     let digest = crate::config::key_digest(secret);
-    match snapshot.keys.get(&digest) {
-        Some(&index) => Ok(Some(index)),
-        None => Err(GatewayError::Unauthorized("Incorrect API key provided.".into())),
+    let Some(&index) = snapshot.keys.get(&digest) else {
+        return Err(GatewayError::Unauthorized("Incorrect API key provided.".into()));
+    };
+    if snapshot.config.keys[index].expires_at.is_some_and(|at| crate::limits::unix_seconds() >= at) {
+        return Err(GatewayError::Unauthorized(format!(
+            "This API key (`{}`) has expired.",
+            snapshot.config.keys[index].name
+        )));
     }
+    Ok(Some(index))
 }
 
 // Phases 4-6 --------------------------------------------------------------

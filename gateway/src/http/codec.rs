@@ -59,6 +59,8 @@ pub struct RequestHead {
     pub expect_continue: bool,
     pub authorization: Option<Range<usize>>,
     pub x_api_key: Option<Range<usize>>,
+    /// Gemini clients' key header.
+    pub x_goog_api_key: Option<Range<usize>>,
     /// Anthropic's front door: forwarded to Anthropic providers.
     pub anthropic_version: Option<Range<usize>>,
     pub anthropic_beta: Option<Range<usize>>,
@@ -121,6 +123,7 @@ pub fn parse_request_head(
         expect_continue: false,
         authorization: None,
         x_api_key: None,
+        x_goog_api_key: None,
         anthropic_version: None,
         anthropic_beta: None,
         #[cfg(feature = "fault-injection")]
@@ -159,6 +162,7 @@ pub fn parse_request_head(
             }
             13 if h.name.eq_ignore_ascii_case("authorization") => head.authorization = Some(range_in(buf, value)),
             9 if h.name.eq_ignore_ascii_case("x-api-key") => head.x_api_key = Some(range_in(buf, value)),
+            14 if h.name.eq_ignore_ascii_case("x-goog-api-key") => head.x_goog_api_key = Some(range_in(buf, value)),
             17 if h.name.eq_ignore_ascii_case("anthropic-version") => {
                 head.anthropic_version = Some(range_in(buf, value));
             }

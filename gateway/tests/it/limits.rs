@@ -135,3 +135,33 @@ fn keys_without_limits_and_configs_without_keys_are_not_limited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("keys[0].rpm"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn keys_are_read_from_every_dialects_header_and_expired_ones_are_refused() {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nshards = 1\n[providers.m]\nkind = \"mock\"\nmodels = [\"m\"]\n[[keys]]\nname = \"live\"\nkey = \"{KEY}\"\nexpires_at = \"2999-01-01T00:00:00Z\"\n[[keys]]\nname = \"old\"\nkey = \"sk-corelay-expired-key\"\nexpires_at = \"2020-01-01\"\n"
+    );
+    let gw = Gateway::start(&text);
+    let body = chat_body("m", false);
+    for header in ["authorization", "x-api-key", "x-goog-api-key"] {
+        let value = if header == "authorization" { format!("Bearer {KEY}") } else { KEY.to_owned() };
+        let r = gw.client().send("POST", "/v1/chat/completions", &[(header, &value)], body.as_bytes());
+        assert_eq!(r.status, 200, "{header}: {}", r.text());
+    }
+    let r = gw.client().send(
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", "Bearer sk-corelay-expired-key")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    assert!(r.openai_error().0.contains("(`old`) has expired"), "{}", r.text());
+    let r = gw.client().send(
+        "POST",
+        "/v1/messages",
+        &[("x-api-key", "sk-corelay-expired-key")],
+        br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"]["type"].as_str(), Some("authentication_error"), "{}", r.text());
+}
