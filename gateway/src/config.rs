@@ -248,6 +248,17 @@ pub struct KeyFile {
     /// When the key stops working, as an RFC 3339 UTC time
     /// (`2027-01-31T00:00:00Z`).
     pub expires_at: Option<String>,
+    /// Limits of this key for one model (or alias) each, on top of `rpm`
+    /// and `tpm`.
+    #[serde(default)]
+    pub model_limits: BTreeMap<String, ModelLimitsFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimitsFile {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 fn d_listen() -> String {
@@ -485,9 +496,23 @@ pub struct Key {
     pub tpm: Option<u64>,
     /// Unix seconds after which the key is refused.
     pub expires_at: Option<u64>,
+    /// Per model (or alias) name: (rpm, tpm).
+    pub model_limits: HashMap<String, (Option<u64>, Option<u64>)>,
 }
 
 impl Key {
+    /// The identity of this key's limits for one model (see
+    /// [`Key::limit_id`]).
+    pub fn model_limit_id(&self, model: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same id on every shard and run.
+        #[allow(deprecated, reason = "SipHasher's fixed keys are what makes the id stable")]
+        let mut hasher = std::hash::SipHasher::new();
+        self.limit_id().hash(&mut hasher);
+        model.hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The key's identity for its limits: stable across reloads (the index
     /// of a key may change), from its secret's digest.
     pub fn limit_id(&self) -> u64 {
@@ -1066,7 +1091,22 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
                 )
             })?),
         };
-        out.push(Key { name: k.name, secret_sha256, models: ModelAllowlist::parse(&k.models), rpm, tpm, expires_at });
+        let mut model_limits = HashMap::new();
+        for (model, l) in k.model_limits {
+            let path = format!("keys[{i}].model_limits.{model}");
+            let rpm = l.rpm.map(|v| positive(&format!("{path}.rpm"), v)).transpose()?;
+            let tpm = l.tpm.map(|v| positive(&format!("{path}.tpm"), v)).transpose()?;
+            model_limits.insert(model, (rpm, tpm));
+        }
+        out.push(Key {
+            name: k.name,
+            secret_sha256,
+            models: ModelAllowlist::parse(&k.models),
+            rpm,
+            tpm,
+            expires_at,
+            model_limits,
+        });
     }
     Ok(out)
 }

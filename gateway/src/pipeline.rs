@@ -240,36 +240,52 @@ struct Resolved<'s> {
     charge: Option<TokenCharge>,
 }
 
-/// A key's token limit, charged once an answer's usage is known.
-#[derive(Debug, Clone, Copy)]
+/// A key's token limits (key-wide and for the model), charged once an
+/// answer's usage is known: (limit id, tokens per minute).
+#[derive(Debug, Clone, Copy, Default)]
 struct TokenCharge {
-    key: u64,
-    tpm: u64,
+    limits: [Option<(u64, u64)>; 2],
 }
 
 /// Phase 4b: admits a request against its key's limits, on the shard's
-/// leases (see [`crate::limits`]). Tokens are checked here and charged when
-/// the answer's usage is known.
+/// leases (see [`crate::limits`]): the key's own `rpm` and `tpm`, then its
+/// limits for the model (by the name the client used, else the model it
+/// resolved to). Tokens are checked here and charged when the answer's
+/// usage is known.
 async fn admit_key(
     shard: &Shard,
     snapshot: &Snapshot,
     key: Option<usize>,
+    asked: &str,
+    served: &str,
 ) -> Result<Option<TokenCharge>, GatewayError> {
     use store::quota::Measure;
     let Some(key) = key.map(|k| &snapshot.config.keys[k]) else { return Ok(None) };
-    let id = key.limit_id();
+    let for_model =
+        key.model_limits.get(asked).map(|l| (asked, l)).or_else(|| key.model_limits.get(served).map(|l| (served, l)));
+    let mut limits = [(key.limit_id(), key.rpm, key.tpm), (0, None, None)];
+    if let Some((name, &(rpm, tpm))) = for_model {
+        limits[1] = (key.model_limit_id(name), rpm, tpm);
+    }
     let refused = |r: crate::limits::Refused| GatewayError::RateLimited {
         tokens: r.measure == Measure::Tokens,
         limit: r.limit,
         retry_after: r.retry_after,
     };
-    if let Some(tpm) = key.tpm {
-        crate::limits::admit(shard, id, Measure::Tokens, tpm, 0).await.map_err(refused)?;
+    // Tokens are only checked (nothing is taken), so they go first: a
+    // request refused for tokens spends no request unit.
+    for &(id, _, tpm) in &limits {
+        if let Some(tpm) = tpm {
+            crate::limits::admit(shard, id, Measure::Tokens, tpm, 0).await.map_err(refused)?;
+        }
     }
-    if let Some(rpm) = key.rpm {
-        crate::limits::admit(shard, id, Measure::Requests, rpm, 1).await.map_err(refused)?;
+    for &(id, rpm, _) in &limits {
+        if let Some(rpm) = rpm {
+            crate::limits::admit(shard, id, Measure::Requests, rpm, 1).await.map_err(refused)?;
+        }
     }
-    Ok(key.tpm.map(|tpm| TokenCharge { key: id, tpm }))
+    let charge = TokenCharge { limits: limits.map(|(id, _, tpm)| tpm.map(|t| (id, t))) };
+    Ok(charge.limits.iter().any(Option::is_some).then_some(charge))
 }
 
 impl Resolved<'_> {
@@ -409,7 +425,7 @@ async fn chat(
     if peek.stream {
         shard.count(Counter::Streams, 1);
     }
-    let charge = admit_key(shard, snapshot, key).await?;
+    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
@@ -644,7 +660,7 @@ async fn count_tokens(
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let model = authorize(snapshot, key, &peek.model)?;
-    let charge = admit_key(shard, snapshot, key).await?;
+    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = match &resolved.deployment.kind {
@@ -749,7 +765,7 @@ async fn embeddings(
         return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
     }
     let model = authorize(snapshot, key, &peek.model)?;
-    let charge = admit_key(shard, snapshot, key).await?;
+    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
@@ -1515,8 +1531,8 @@ fn account(shard: &Shard, resolved: &Resolved<'_>, usage: Option<translate::Usag
     if let Some(u) = usage {
         shard.count(Counter::PromptTokens, u.prompt_tokens);
         shard.count(Counter::CompletionTokens, u.completion_tokens);
-        if let Some(charge) = resolved.charge {
-            crate::limits::charge_tokens(shard, charge.key, charge.tpm, u.prompt_tokens + u.completion_tokens);
+        for (id, tpm) in resolved.charge.iter().flat_map(|c| c.limits.iter().flatten()) {
+            crate::limits::charge_tokens(shard, *id, *tpm, u.prompt_tokens + u.completion_tokens);
         }
     }
 }

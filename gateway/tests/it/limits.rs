@@ -165,3 +165,19 @@ fn keys_are_read_from_every_dialects_header_and_expired_ones_are_refused() {
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error"]["type"].as_str(), Some("authentication_error"), "{}", r.text());
 }
+
+#[test]
+fn a_key_can_be_limited_for_one_model_apart() {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nshards = 2\n[providers.m]\nkind = \"mock\"\nmodels = [\"m\", \"n\"]\n[aliases]\nfast = \"m\"\n[[keys]]\nname = \"team\"\nkey = \"{KEY}\"\nmodel_limits = {{ m = {{ rpm = 3 }} }}\n"
+    );
+    let gw = Gateway::start(&text);
+    within_one_window(Duration::from_secs(10));
+    let statuses = |model: &str, n: usize| -> Vec<u16> {
+        (0..n).map(|_| ask(&mut gw.client(), "/v1/chat/completions", &chat_body(model, false)).status).collect()
+    };
+    // The alias resolves to `m` and shares its limit.
+    let m: Vec<u16> = [statuses("m", 2), statuses("fast", 4)].concat();
+    assert_eq!(m.iter().filter(|&&s| s == 200).count(), 3, "{m:?}");
+    assert!(statuses("n", 10).iter().all(|&s| s == 200), "other models are not limited");
+}
