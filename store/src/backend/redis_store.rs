@@ -380,6 +380,10 @@ impl Store for RedisStore {
         let mut ids: Vec<String> = self.run(|c, _| redis::cmd("SMEMBERS").arg(&index).query(c))?;
         ids.sort();
         let ids = ids.into_iter().map(KeyId::parse).collect::<Result<Vec<_>, _>>()?;
+        if ids.is_empty() {
+            // An empty pipeline is a client error in the redis crate.
+            return Ok(Vec::new());
+        }
         let names: Vec<String> = ids.iter().map(|id| self.record_key(id)).collect();
         let hashes: Vec<HashMap<String, String>> = self.run(|c, _| {
             let mut pipe = redis::pipe();
@@ -427,6 +431,9 @@ impl Store for RedisStore {
             if query.matches(&key) {
                 keys.push(key);
             }
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
         let hashes: Vec<String> = keys.iter().map(|k| format!("{p}usage:{}", usage_member(k))).collect();
         let values: Vec<Vec<Option<u64>>> = self.run(|c, _| {
