@@ -47,7 +47,11 @@ pub trait Store: Send {
     fn append_usage(&mut self, batch: &[UsageRow]) -> Result<(), StoreError>;
     /// The stored rows `query` selects, in key order (key id, model, hour).
     fn query_usage(&mut self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError>;
-    /// What the key spent in the window, in micro-USD.
+    /// What the key spent in the window, in micro-USD: the cost of its
+    /// usage rows whose hour lies in the window. Meant for current windows:
+    /// [`RedisStore`] keeps a counter per window that expires when the
+    /// window ends, so it answers 0 for a window that is over (its usage
+    /// rows stay, for [`Store::query_usage`]).
     fn spend_micros(&mut self, key_id: &KeyId, window: &BudgetWindow) -> Result<u64, StoreError>;
     /// Makes everything written so far durable. Every store here commits
     /// each call as it goes, so this is a no-op for them; it is the

@@ -92,25 +92,17 @@ impl Store for RedbStore {
 
     fn revoke_key(&mut self, id: &KeyId) -> Result<bool, StoreError> {
         let w = self.db.begin_write()?;
-        let found = {
+        {
             let mut table = w.open_table(KEYS)?;
             let record = match table.get(id.as_str())? {
-                Some(bytes) => Some(KeyRecord::from_bytes(bytes.value())?),
-                None => None,
+                Some(bytes) => KeyRecord::from_bytes(bytes.value())?,
+                None => return Ok(false), // dropping `w` aborts it: no commit, no fsync
             };
-            match record {
-                Some(mut record) => {
-                    record.revoked = true;
-                    table.insert(id.as_str(), record.to_bytes().as_slice())?;
-                    true
-                }
-                None => false,
-            }
-        };
-        // Nothing was written for an unknown key; committing an empty
-        // transaction is cheaper to reason about than aborting one.
+            let revoked = KeyRecord { revoked: true, ..record };
+            table.insert(id.as_str(), revoked.to_bytes().as_slice())?;
+        }
         w.commit()?;
-        Ok(found)
+        Ok(true)
     }
 
     fn append_usage(&mut self, batch: &[UsageRow]) -> Result<(), StoreError> {

@@ -217,13 +217,13 @@ impl RedisStore {
     fn record_key(&self, id: &KeyId) -> String {
         format!("{}key:{id}", self.config.key_prefix)
     }
+}
 
-    fn spend_key(&self, key_id: &KeyId, window: &BudgetWindow) -> String {
-        let p = &self.config.key_prefix;
-        match window.period {
-            BudgetPeriod::Total => format!("{p}spend:{key_id}:total"),
-            period => format!("{p}spend:{key_id}:{}:{}", period.as_str(), window.start_unix),
-        }
+/// The counter of what `key_id` spent in `window`.
+fn spend_key(prefix: &str, key_id: &KeyId, window: &BudgetWindow) -> String {
+    match window.period {
+        BudgetPeriod::Total => format!("{prefix}spend:{key_id}:total"),
+        period => format!("{prefix}spend:{key_id}:{}:{}", period.as_str(), window.start_unix),
     }
 }
 
@@ -275,10 +275,7 @@ fn add_row(pipe: &mut redis::Pipeline, prefix: &str, row: &UsageRow) {
     }
     for period in [BudgetPeriod::Daily, BudgetPeriod::Monthly, BudgetPeriod::Total] {
         let window = period.window(row.key.hour_unix);
-        let key = match period {
-            BudgetPeriod::Total => format!("{prefix}spend:{id}:total"),
-            _ => format!("{prefix}spend:{id}:{}:{}", period.as_str(), window.start_unix),
-        };
+        let key = spend_key(prefix, id, &window);
         pipe.cmd("INCRBY").arg(&key).arg(clamp_i64(cost)).ignore();
         if let Some(end) = window.end_unix {
             pipe.cmd("EXPIREAT").arg(&key).arg(end).ignore();
@@ -294,7 +291,7 @@ fn record_fields(r: &KeyRecord) -> Vec<(&'static str, String)> {
         ("v", "1".to_owned()),
         ("name", r.name.clone()),
         ("secret_sha256", to_hex(&r.secret_sha256)),
-        ("models", sonic_rs::to_string(&r.models.patterns()).unwrap_or_default()),
+        ("models", sonic_rs::to_string(&r.models.patterns()).expect("a list of strings serializes")),
         ("created_at", r.created_at.to_string()),
         ("revoked", if r.revoked { "1" } else { "0" }.to_owned()),
     ];
@@ -312,7 +309,7 @@ fn record_fields(r: &KeyRecord) -> Vec<(&'static str, String)> {
         f.push(("expires_at", at.to_string()));
     }
     if !r.metadata.is_empty() {
-        f.push(("metadata", sonic_rs::to_string(&r.metadata).unwrap_or_default()));
+        f.push(("metadata", sonic_rs::to_string(&r.metadata).expect("a map of strings serializes")));
     }
     f
 }
@@ -459,7 +456,7 @@ impl Store for RedisStore {
     }
 
     fn spend_micros(&mut self, key_id: &KeyId, window: &BudgetWindow) -> Result<u64, StoreError> {
-        let key = self.spend_key(key_id, window);
+        let key = spend_key(&self.config.key_prefix, key_id, window);
         self.run(|c, _| redis::cmd("GET").arg(&key).query::<Option<u64>>(c).map(Option::unwrap_or_default))
     }
 
