@@ -21,8 +21,9 @@
 //! (every time is an argument, in unix seconds); and its persistence is
 //! synchronous because it runs only on the gateway's control-plane thread.
 //! Shards never call a [`Store`], so they never wait on a disk or a
-//! network. The per-shard lease logic lives in the gateway's quota code,
-//! which uses this crate's counters and [`RedisStore::reserve`].
+//! network. The lease protocol between shards and the control plane
+//! (DESIGN.md, "Keys, limits and budgets across cores") builds on this
+//! crate's counters and on [`RedisStore::reserve`] across instances.
 //!
 //! Units are in names: `_unix` is seconds since 1970 UTC, `_micros` is
 //! micro-USD, `_per_mtok` is per million tokens.
