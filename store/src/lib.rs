@@ -1,10 +1,44 @@
-//! Tenancy state for corelay: virtual keys, quotas, the usage ledger and the
-//! response cache, with redb and Redis persistence.
+//! Tenancy state for corelay: virtual keys, prices, the usage ledger, and
+//! their persistence in memory, redb or Redis.
 //!
-//! Its rules: it never depends on monoio or on the gateway, and its state is
-//! kept by the gateway's control plane only, so shards never wait on a disk,
-//! a network or a lock.
+//! - [`keys`]: a virtual key's record ([`KeyRecord`]: id, name, SHA-256 of
+//!   the secret, model allowlist, RPM/TPM limits, budget, expiry,
+//!   metadata), secret generation and checking, and the UTC calendar of
+//!   budget periods.
+//! - [`pricing`]: USD prices per million tokens, a built-in table with
+//!   config overrides ([`PriceTable`]), and [`pricing::cost_micros`], the
+//!   integer cost of a request's [`Usage`].
+//! - [`ledger`]: usage counters per key, model and hour ([`Ledger`] in
+//!   memory), with queries by key, model and time, and spend per budget
+//!   window.
+//! - [`quota`]: lease accounting for per-minute limits across the shards
+//!   of one instance (the control plane's book of grants).
+//! - [`backend`]: the [`Store`] trait the control plane persists through,
+//!   and its implementations [`MemoryStore`], [`RedbStore`] and
+//!   [`RedisStore`] (which also holds the atomic rate-limit reservation
+//!   used to carve leases across instances).
 //!
-//! - [`quota`]: lease accounting for per-minute limits across shards.
+//! What this crate deliberately does not do: it never depends on monoio,
+//! on any async runtime, or on another workspace crate; it reads no clock
+//! (every time is an argument, in unix seconds); and its persistence is
+//! synchronous because it runs only on the gateway's control-plane thread.
+//! Shards never call a [`Store`], so they never wait on a disk or a
+//! network. The lease protocol between shards and the control plane
+//! (DESIGN.md, "Keys, limits and budgets across cores") builds on this
+//! crate's counters and on [`RedisStore::reserve`] across instances.
+//!
+//! Units are in names: `_unix` is seconds since 1970 UTC, `_micros` is
+//! micro-USD, `_per_mtok` is per million tokens.
 
+pub mod backend;
+mod error;
+pub mod keys;
+pub mod ledger;
+pub mod pricing;
 pub mod quota;
+
+pub use backend::{MemoryStore, RedbStore, RedisConfig, RedisStore, Store};
+pub use error::StoreError;
+pub use keys::{Budget, BudgetPeriod, BudgetWindow, KeyId, KeyRecord, KeyState, ModelAllowlist, Secret};
+pub use ledger::{Counters, Ledger, UsageKey, UsageQuery, UsageRow};
+pub use pricing::{Price, PriceTable, Usage};
