@@ -52,6 +52,8 @@ pub mod defaults {
     /// Consecutive failures that open a deployment's circuit breaker.
     pub const BREAKER_FAILURES: u32 = 5;
     pub const BREAKER_COOLDOWN_MS: u64 = 30_000;
+    /// Usage is written to the store this often (and at shutdown).
+    pub const USAGE_FLUSH_MS: u64 = 1_000;
     /// `anthropic-version`: the only version Anthropic's SDKs send.
     pub const ANTHROPIC_VERSION: &str = "2023-06-01";
     /// `max_tokens` for Anthropic requests that name none.
@@ -108,6 +110,11 @@ pub struct File {
     #[serde(default)]
     pub fallbacks: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    pub storage: StorageFile,
+    /// Per model: `[models.NAME.pricing]`, over the built-in price table.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelFile>,
+    #[serde(default)]
     pub keys: Vec<KeyFile>,
 }
 
@@ -143,6 +150,37 @@ impl Default for HttpFile {
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageFile {
+    /// `memory` (the default without `path`) or `redb` (the default with).
+    pub kind: Option<String>,
+    pub path: Option<PathBuf>,
+    pub usage_flush_ms: u64,
+}
+
+impl Default for StorageFile {
+    fn default() -> Self {
+        StorageFile { kind: None, path: None, usage_flush_ms: defaults::USAGE_FLUSH_MS }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    pub pricing: Option<PricingFile>,
+}
+
+/// USD per million tokens, as crabllm names them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingFile {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +290,11 @@ pub struct KeyFile {
     /// and `tpm`.
     #[serde(default)]
     pub model_limits: BTreeMap<String, ModelLimitsFile>,
+    /// Spend allowed per `budget_period`, in USD, charged from usage at the
+    /// price table's prices.
+    pub budget_usd: Option<f64>,
+    /// `total` (the default), `daily` or `monthly` (UTC).
+    pub budget_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +336,22 @@ pub struct Config {
     /// resolved), in order.
     pub fallbacks: HashMap<String, Vec<String>>,
     pub keys: Vec<Key>,
+    pub storage: Storage,
+    /// The built-in prices with `[models.NAME.pricing]` over them.
+    pub prices: std::sync::Arc<store::PriceTable>,
+}
+
+/// Where keys' usage is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    Memory,
+    Redb(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub kind: StorageKind,
+    pub usage_flush_ms: u64,
 }
 
 /// Retries and circuit breaking, for every deployment.
@@ -498,9 +557,16 @@ pub struct Key {
     pub expires_at: Option<u64>,
     /// Per model (or alias) name: (rpm, tpm).
     pub model_limits: HashMap<String, (Option<u64>, Option<u64>)>,
+    pub budget: Option<store::Budget>,
 }
 
 impl Key {
+    /// The key's id in the usage ledger and the store: `cfg-` and its
+    /// limit id in hex (a config key has no stored record).
+    pub fn ledger_id(&self) -> store::KeyId {
+        store::KeyId::parse(format!("cfg-{:016x}", self.limit_id())).unwrap_or_else(|_| unreachable_id())
+    }
+
     /// The identity of this key's limits for one model (see
     /// [`Key::limit_id`]).
     pub fn model_limit_id(&self, model: &str) -> u64 {
@@ -622,6 +688,8 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let routes = route_table(&deployments);
     let aliases = resolve_aliases(&file.aliases, &routes)?;
     let fallbacks = resolve_fallbacks(&file.fallbacks, &routes, &aliases)?;
+    let storage = validate_storage(file.storage)?;
+    let prices = validate_prices(file.models)?;
     let keys = validate_keys(file.keys)?;
     Ok(Config {
         listen,
@@ -637,6 +705,8 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         aliases,
         fallbacks,
         keys,
+        storage,
+        prices: std::sync::Arc::new(prices),
     })
 }
 
@@ -729,6 +799,33 @@ fn validate_upstream(f: UpstreamFile) -> Result<UpstreamLimits, ConfigError> {
         dns_refresh_ms: positive("upstream.dns_refresh_ms", f.dns_refresh_ms)?,
         stats_interval_ms: positive("upstream.stats_interval_ms", f.stats_interval_ms)?,
     })
+}
+
+fn validate_storage(f: StorageFile) -> Result<Storage, ConfigError> {
+    let kind = match (f.kind.as_deref(), f.path) {
+        (None | Some("memory"), None) => StorageKind::Memory,
+        (Some("memory"), Some(_)) => return Err(invalid("storage.path", "kind \"memory\" keeps nothing on disk")),
+        (None | Some("redb"), Some(path)) => StorageKind::Redb(path),
+        (Some("redb"), None) => return Err(invalid("storage.path", "kind \"redb\" needs a file path")),
+        (Some("redis"), _) => {
+            return Err(invalid("storage.kind", "\"redis\" is not available yet: use \"memory\" or \"redb\""));
+        }
+        (Some(other), _) => {
+            return Err(invalid("storage.kind", format!("`{other}`: expected \"memory\" or \"redb\"")));
+        }
+    };
+    Ok(Storage { kind, usage_flush_ms: positive("storage.usage_flush_ms", f.usage_flush_ms)? })
+}
+
+fn validate_prices(models: BTreeMap<String, ModelFile>) -> Result<store::PriceTable, ConfigError> {
+    let mut overrides = Vec::new();
+    for (model, m) in models {
+        let Some(p) = m.pricing else { continue };
+        let price = store::Price::from_usd_per_mtok(p.input, p.output, p.cache_read, p.cache_write)
+            .map_err(|e| invalid(format!("models.{model}.pricing"), e.to_string()))?;
+        overrides.push((model, price));
+    }
+    Ok(store::PriceTable::with_overrides(overrides))
 }
 
 fn validate_routing(f: RoutingFile) -> Result<RoutingLimits, ConfigError> {
@@ -1042,6 +1139,12 @@ fn resolve_aliases(
     Ok(resolved)
 }
 
+/// A ledger id that always parses, for the impossible case of a malformed
+/// generated one.
+fn unreachable_id() -> store::KeyId {
+    store::KeyId::parse("cfg-invalid").expect("a valid literal id")
+}
+
 /// Unix seconds of an RFC 3339 time in UTC (`YYYY-MM-DDTHH:MM:SSZ`, or a
 /// date alone for its midnight).
 fn parse_utc(text: &str) -> Option<u64> {
@@ -1098,6 +1201,22 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
             let tpm = l.tpm.map(|v| positive(&format!("{path}.tpm"), v)).transpose()?;
             model_limits.insert(model, (rpm, tpm));
         }
+        let budget = match (k.budget_usd, k.budget_period.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(invalid(format!("keys[{i}].budget_period"), "needs budget_usd")),
+            (Some(usd), period) => {
+                if !(usd.is_finite() && usd > 0.0) {
+                    return Err(invalid(format!("keys[{i}].budget_usd"), "must be a positive number of USD"));
+                }
+                let period = match period {
+                    None => store::BudgetPeriod::Total,
+                    Some(p) => store::BudgetPeriod::parse(p).ok_or_else(|| {
+                        invalid(format!("keys[{i}].budget_period"), "must be \"total\", \"daily\" or \"monthly\"")
+                    })?,
+                };
+                Some(store::Budget { usd_micros: (usd * 1_000_000.0).round() as u64, period })
+            }
+        };
         out.push(Key {
             name: k.name,
             secret_sha256,
@@ -1106,6 +1225,7 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
             tpm,
             expires_at,
             model_limits,
+            budget,
         });
     }
     Ok(out)

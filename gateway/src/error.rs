@@ -76,6 +76,9 @@ pub enum GatewayError {
     /// The caller's key is over its requests (or tokens) per minute.
     #[error("Rate limit reached: this key may use {limit} {} per minute; try again in {retry_after} s", if *tokens { "tokens" } else { "requests" })]
     RateLimited { tokens: bool, limit: u64, retry_after: u64 },
+    /// The caller's key spent its budget for the current period.
+    #[error("The key `{key}` has spent its budget for this period.")]
+    BudgetExceeded { key: String },
     /// The client closed its connection while its provider was awaited;
     /// nobody reads the answer (499, as nginx logs it).
     #[error("the client closed the connection")]
@@ -98,6 +101,7 @@ impl GatewayError {
             | GatewayError::ClientTimeout(_)
             | GatewayError::ClientClosed
             | GatewayError::RateLimited { .. }
+            | GatewayError::BudgetExceeded { .. }
             | GatewayError::Translate(_) => Source::Client,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
@@ -172,7 +176,7 @@ impl GatewayError {
             GatewayError::HeadTooLarge(_) => 431,
             GatewayError::ClientTimeout(_) => 408,
             GatewayError::ClientClosed => 499,
-            GatewayError::RateLimited { .. } => 429,
+            GatewayError::RateLimited { .. } | GatewayError::BudgetExceeded { .. } => 429,
             GatewayError::UpstreamUnreachable { .. }
             | GatewayError::UpstreamBadResponse { .. }
             | GatewayError::ProviderAuth { .. } => 502,
@@ -199,6 +203,7 @@ impl GatewayError {
             GatewayError::HeadTooLarge(_) => ("invalid_request_error", Some("request_header_too_large")),
             GatewayError::ClientTimeout(_) => ("invalid_request_error", Some("request_timeout")),
             GatewayError::ClientClosed => ("invalid_request_error", Some("client_closed")),
+            GatewayError::BudgetExceeded { .. } => ("insufficient_quota", Some("budget_exceeded")),
             GatewayError::RateLimited { tokens: false, .. } => ("requests", Some("rate_limit_exceeded")),
             GatewayError::RateLimited { tokens: true, .. } => ("tokens", Some("rate_limit_exceeded")),
             GatewayError::UpstreamUnreachable { .. } => ("upstream_error", Some("upstream_unreachable")),

@@ -22,4 +22,5 @@ pub mod runtime;
 pub mod shard;
 pub mod sigv4;
 pub mod sys;
+pub mod tenancy;
 pub mod upstream;

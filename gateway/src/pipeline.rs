@@ -70,6 +70,8 @@ pub enum Route {
     CountTokens,
     Embeddings,
     Models,
+    /// The caller's own usage.
+    Usage,
     Health,
     Metrics,
 }
@@ -149,6 +151,7 @@ pub async fn handle(
         Route::CountTokens => count_tokens(shard, snapshot, request, key, responder, scratch).await,
         Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
+        Route::Usage => usage(shard, snapshot, request, key, responder).await,
         Route::Metrics => {
             let body = metrics_body(shard);
             ignore_io(responder.send(200, b"text/plain; version=0.0.4", &[], body.as_bytes()).await)
@@ -172,6 +175,7 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
         b"/v1/messages/count_tokens" => (Route::CountTokens, Method::Post),
         b"/v1/embeddings" | b"/embeddings" => (Route::Embeddings, Method::Post),
         b"/v1/models" | b"/models" => (Route::Models, Method::Get),
+        b"/v1/usage" => (Route::Usage, Method::Get),
         b"/health" => (Route::Health, Method::Get),
         b"/metrics" => (Route::Metrics, Method::Get),
         _ => return Err(GatewayError::RouteNotFound(String::from_utf8_lossy(path).into_owned())),
@@ -238,6 +242,11 @@ struct Resolved<'s> {
     attempt: String,
     /// Where the answer's tokens are charged: the key's token limit.
     charge: Option<TokenCharge>,
+    /// The caller's key, by index, for the usage ledger.
+    key: Option<usize>,
+    /// The served model this attempt answers for (the requested one or a
+    /// fallback), as the ledger records it.
+    model: &'s str,
 }
 
 /// A key's token limits (key-wide and for the model), charged once an
@@ -261,6 +270,9 @@ async fn admit_key(
 ) -> Result<Option<TokenCharge>, GatewayError> {
     use store::quota::Measure;
     let Some(key) = key.map(|k| &snapshot.config.keys[k]) else { return Ok(None) };
+    if key.budget.is_some() && shard.is_exhausted(key.limit_id()) {
+        return Err(GatewayError::BudgetExceeded { key: key.name.clone() });
+    }
     let for_model =
         key.model_limits.get(asked).map(|l| (asked, l)).or_else(|| key.model_limits.get(served).map(|l| (served, l)));
     let mut limits = [(key.limit_id(), key.rpm, key.tpm), (0, None, None)];
@@ -333,6 +345,7 @@ async fn next_attempt<'s>(
     attempts: &mut Attempts<'s>,
     client_model: &str,
     charge: Option<TokenCharge>,
+    key: Option<usize>,
 ) -> Option<Resolved<'s>> {
     let config = &snapshot.config;
     let now = Instant::now();
@@ -355,6 +368,8 @@ async fn next_attempt<'s>(
         upstream_model,
         attempt: attempts.total.to_string(),
         charge,
+        key,
+        model: candidate.model,
     })
 }
 
@@ -427,7 +442,7 @@ async fn chat(
     }
     let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
             return done;
@@ -662,7 +677,7 @@ async fn count_tokens(
     let model = authorize(snapshot, key, &peek.model)?;
     let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = match &resolved.deployment.kind {
             ProviderKind::Anthropic { endpoint, .. } => {
                 let operation = Operation::CountTokens;
@@ -767,7 +782,7 @@ async fn embeddings(
     let model = authorize(snapshot, key, &peek.model)?;
     let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge).await {
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
             return done;
@@ -1531,10 +1546,48 @@ fn account(shard: &Shard, resolved: &Resolved<'_>, usage: Option<translate::Usag
     if let Some(u) = usage {
         shard.count(Counter::PromptTokens, u.prompt_tokens);
         shard.count(Counter::CompletionTokens, u.completion_tokens);
+        shard.record_usage(resolved.key, resolved.model, &u);
         for (id, tpm) in resolved.charge.iter().flat_map(|c| c.limits.iter().flatten()) {
             crate::limits::charge_tokens(shard, *id, *tpm, u.prompt_tokens + u.completion_tokens);
         }
     }
+}
+
+// Usage --------------------------------------------------------------------------
+
+/// `GET /v1/usage[?from=UNIX&until=UNIX]`: the caller's own usage by model
+/// and hour, with its cost, from the control plane's ledger and store.
+async fn usage(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    key: Option<usize>,
+    responder: &mut Responder<'_>,
+) -> Result<(), GatewayError> {
+    let (id, name) = match key.map(|k| &snapshot.config.keys[k]) {
+        Some(k) => (k.ledger_id(), k.name.clone()),
+        None => (crate::shard::anonymous_key(), "anonymous".to_owned()),
+    };
+    let target = &request.buf[request.head.target.clone()];
+    let query = target.splitn(2, |&b| b == b'?').nth(1).unwrap_or_default();
+    let param = |name: &str| -> Result<Option<u64>, GatewayError> {
+        for pair in query.split(|&b| b == b'&') {
+            if let Some(value) = pair.strip_prefix(name.as_bytes()).and_then(|v| v.strip_prefix(b"=")) {
+                let text = std::str::from_utf8(value).unwrap_or_default();
+                return text
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| GatewayError::BadRequest(format!("`{name}` must be unix seconds, not `{text}`")));
+            }
+        }
+        Ok(None)
+    };
+    let question =
+        crate::shard::Question::Usage { key: id, name, from_unix: param("from")?, until_unix: param("until")? };
+    let Some(body) = shard.ask(question).await else {
+        return Err(GatewayError::Internal("the control plane did not answer in time".into()));
+    };
+    ignore_io(responder.json(200, &body).await)
 }
 
 // Models and metrics -----------------------------------------------------------

@@ -58,6 +58,8 @@ pub enum StartError {
     Thread(std::io::Error),
     #[error("{0}")]
     Shard(String),
+    #[error("{0}")]
+    Store(String),
 }
 
 /// The shards `shards = "auto"` means: one per CPU this process may run on,
@@ -121,6 +123,9 @@ pub fn resolve_all(config: &Config) -> DnsTable {
 pub fn start(config: Config) -> Result<Gateway, StartError> {
     let shards = shard_count(config.shards);
     let tls = tls_configs(&config)?;
+    // The store first: a file that cannot be opened fails the start before
+    // anything listens.
+    let tenancy = crate::tenancy::Tenancy::open(&config).map_err(StartError::Store)?;
     let dns = resolve_all(&config);
     let listeners = bind_listeners(config.listen, shards)?;
     let addr = listeners[0].local_addr().map_err(|e| StartError::Bind { addr: config.listen, source: e })?;
@@ -161,7 +166,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
     let stats_interval = Duration::from_millis(snapshot.config.upstream.stats_interval_ms);
     let control_thread = std::thread::Builder::new()
         .name("corelay-control".into())
-        .spawn(move || control_plane(links, report_rx, control_rx, stats_interval))
+        .spawn(move || control_plane(links, report_rx, control_rx, stats_interval, tenancy))
         .map_err(StartError::Thread)?;
     let (resolver_tx, resolver_rx) = crossbeam_channel::unbounded();
     let _ = resolver_tx.send((0, snapshot.config.clone()));
@@ -375,6 +380,7 @@ async fn run_shard(
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
     let _ = reports.send(Report::Counters { shard: shard.id, values: shard.counter_values() });
+    report_usage(&shard, &reports, true);
     let _ = reports.send(Report::Stopped { shard: shard.id });
 }
 
@@ -426,6 +432,21 @@ async fn command_loop(shard: Rc<Shard>, inbox: Inbox, drain: local_sync::oneshot
     }
 }
 
+/// Sends the usage recorded since the last report. At the end (`last`) it
+/// waits for room in the channel: a clean stop loses no usage.
+fn report_usage(shard: &Shard, reports: &Sender<Report>, last: bool) {
+    let rows = shard.take_usage(crate::limits::unix_seconds());
+    if rows.is_empty() {
+        return;
+    }
+    if last {
+        let _ = reports.send(Report::Usage { rows });
+    } else if let Err(TrySendError::Full(Report::Usage { rows })) = reports.try_send(Report::Usage { rows }) {
+        // Not lost: it goes with the next report.
+        shard.restore_usage(rows);
+    }
+}
+
 async fn tick_loop(shard: Rc<Shard>, reports: Sender<Report>) {
     let idle = Duration::from_millis(crate::limits::LEASE_IDLE_MS);
     loop {
@@ -435,6 +456,7 @@ async fn tick_loop(shard: Rc<Shard>, reports: Sender<Report>) {
         for (id, window, units) in shard.leases.reclaim_idle(Instant::now(), idle) {
             let _ = reports.try_send(Report::Release { shard: shard.id, id, window, units });
         }
+        report_usage(&shard, &reports, false);
     }
 }
 
@@ -444,6 +466,7 @@ fn control_plane(
     reports: Receiver<Report>,
     control: Receiver<Control>,
     tick: Duration,
+    mut tenancy: crate::tenancy::Tenancy,
 ) -> Totals {
     let mut per_shard = vec![[0u64; COUNTERS]; links.len()];
     let mut quotas = store::quota::Book::new(links.len());
@@ -466,6 +489,13 @@ fn control_plane(
                 }
                 Ok(Report::Release { shard, id, window, units }) => quotas.release(&id, window, shard, units),
                 Ok(Report::Overdraw { id, limit, window, units }) => quotas.overdraw(id, limit, window, units),
+                Ok(Report::Usage { rows }) => tenancy.add_usage(&rows),
+                Ok(Report::Ask { shard, ticket, question }) => {
+                    let body = tenancy.answer(&question);
+                    if let Some(link) = links.get(shard) {
+                        dropped += send(link, Command::Answer { ticket, body });
+                    }
+                }
                 Ok(Report::Stopped { shard }) => {
                     stopped[shard] = true;
                     if stopped.iter().all(|s| *s) {
@@ -480,12 +510,16 @@ fn control_plane(
                     dropped += broadcast(&links, &Command::Dns(generation, Arc::new(table)));
                 }
                 Ok(Control::Reload(snapshot)) => {
+                    tenancy.reload(&snapshot.config);
                     dropped += broadcast(&links, &Command::Config(Arc::from(snapshot)));
                 }
                 Err(_) => {}
             },
             recv(ticker) -> _ => {
                 quotas.expire(crate::limits::current_window().saturating_sub(1));
+                if let Some(exhausted) = tenancy.tick(Instant::now()) {
+                    dropped += broadcast(&links, &Command::Exhausted(exhausted));
+                }
                 let totals = sum(&per_shard);
                 if totals.values != last_sent.values {
                     dropped += broadcast(&links, &Command::Totals(Arc::new(totals.clone())));
@@ -494,6 +528,8 @@ fn control_plane(
             }
         }
     }
+    // Every shard reported its last usage before it stopped.
+    tenancy.flush();
     if dropped > 0 {
         eprintln!("corelay: control plane: {dropped} messages to shards dropped (channel full)");
     }

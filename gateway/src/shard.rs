@@ -19,7 +19,7 @@
 //! shard awaits: a command is seen at once, and an idle shard does not wake.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -47,8 +47,19 @@ pub enum Command {
     /// The control plane's answer to this shard's [`Report::Lease`]: the
     /// units it may admit in the window (0: refuse).
     Grant { id: CounterId, window: u64, units: u64 },
+    /// The keys (by limit id) whose budget is spent.
+    Exhausted(Arc<HashSet<u64>>),
+    /// The answer to this shard's [`Report::Ask`]: a JSON body.
+    Answer { ticket: u64, body: Vec<u8> },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
+}
+
+/// What a shard asks the control plane on a client's behalf.
+#[derive(Debug, Clone)]
+pub enum Question {
+    /// A key's usage by model and hour, between two unix times.
+    Usage { key: store::KeyId, name: String, from_unix: Option<u64>, until_unix: Option<u64> },
 }
 
 /// What a shard tells the control plane.
@@ -66,6 +77,22 @@ pub enum Report {
     Release { shard: usize, id: CounterId, window: u64, units: u64 },
     /// The shard spent units beyond its lease (an answer's tokens).
     Overdraw { id: CounterId, limit: u64, window: u64, units: u64 },
+    /// Usage since the last report, by key, model and hour.
+    Usage { rows: Vec<store::UsageRow> },
+    /// A question to answer with [`Command::Answer`].
+    Ask { shard: usize, ticket: u64, question: Question },
+}
+
+/// Usage not reported yet: per key index (`None`: no keys), per served
+/// model, the summed usage and the request count.
+type UsageByKey = HashMap<Option<usize>, HashMap<String, (store::Usage, u64)>>;
+
+/// How long a request waits for the control plane's answer to a question.
+const ASK_WAIT_MS: u64 = 2_000;
+
+/// The ledger's key for requests made with no key (a config without keys).
+pub fn anonymous_key() -> store::KeyId {
+    store::KeyId::parse("anonymous").expect("a valid literal id")
 }
 
 /// A configuration with everything derived from it that shards need.
@@ -162,6 +189,14 @@ pub struct Shard {
     pub breakers: Breakers,
     /// Rate-limit leases of this shard, per limited counter.
     pub leases: Leases,
+    /// Usage since the last report: per key index (`None`: no keys), per
+    /// served model, the summed usage and the request count.
+    usage: RefCell<UsageByKey>,
+    /// Keys whose budget is spent, by limit id.
+    exhausted: RefCell<Arc<HashSet<u64>>>,
+    /// Questions out to the control plane, by ticket.
+    asks: RefCell<HashMap<u64, local_sync::oneshot::Sender<Vec<u8>>>>,
+    next_ticket: Cell<u64>,
     /// Where breaker verdicts go, to reach the other shards.
     reports: Option<crossbeam_channel::Sender<Report>>,
 }
@@ -195,8 +230,103 @@ impl Shard {
             connections: Cell::new(0),
             breakers,
             leases: Leases::default(),
+            usage: RefCell::default(),
+            exhausted: RefCell::default(),
+            asks: RefCell::default(),
+            next_ticket: Cell::new(0),
             reports,
         }
+    }
+
+    /// Adds an answer's usage to what the next report carries.
+    pub fn record_usage(&self, key: Option<usize>, model: &str, usage: &translate::Usage) {
+        let mut all = self.usage.borrow_mut();
+        let models = all.entry(key).or_default();
+        if !models.contains_key(model) {
+            models.insert(model.to_owned(), (store::Usage::default(), 0));
+        }
+        if let Some((sum, requests)) = models.get_mut(model) {
+            sum.prompt_tokens += usage.prompt_tokens;
+            sum.completion_tokens += usage.completion_tokens;
+            sum.cached_tokens += usage.cached_tokens;
+            sum.cache_write_tokens += usage.cache_write_tokens;
+            sum.reasoning_tokens += usage.reasoning_tokens;
+            *requests += 1;
+        }
+    }
+
+    /// The usage recorded since the last call, as ledger rows of the hour
+    /// `at_unix` falls in, priced with the shard's config.
+    pub fn take_usage(&self, at_unix: u64) -> Vec<store::UsageRow> {
+        let snapshot = self.snapshot();
+        let config = &snapshot.config;
+        let all = std::mem::take(&mut *self.usage.borrow_mut());
+        let mut rows = Vec::new();
+        for (key, models) in all {
+            let key_id = match key.and_then(|k| config.keys.get(k)) {
+                Some(k) => k.ledger_id(),
+                None => anonymous_key(),
+            };
+            for (model, (usage, requests)) in models {
+                let cost_micros = config.prices.cost_micros(&model, &usage).unwrap_or(0);
+                let counters = store::Counters {
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    cached_tokens: usage.cached_tokens,
+                    cache_write_tokens: usage.cache_write_tokens,
+                    reasoning_tokens: usage.reasoning_tokens,
+                    requests,
+                    cost_micros,
+                };
+                let key =
+                    store::UsageKey { key_id: key_id.clone(), model, hour_unix: store::ledger::hour_start(at_unix) };
+                rows.push(store::UsageRow { key, counters });
+            }
+        }
+        rows
+    }
+
+    /// Puts back rows that could not be reported (a full channel), merged
+    /// by key id and model under the current config.
+    pub fn restore_usage(&self, rows: Vec<store::UsageRow>) {
+        let snapshot = self.snapshot();
+        for row in rows {
+            let key = snapshot.config.keys.iter().position(|k| k.ledger_id() == row.key.key_id);
+            let c = row.counters;
+            let usage = translate::Usage {
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+                cached_tokens: c.cached_tokens,
+                cache_write_tokens: c.cache_write_tokens,
+                reasoning_tokens: c.reasoning_tokens,
+            };
+            self.record_usage(key, &row.key.model, &usage);
+            // `record_usage` counted one request; the rows held `requests`.
+            let mut all = self.usage.borrow_mut();
+            if let Some((_, requests)) = all.get_mut(&key).and_then(|m| m.get_mut(&row.key.model)) {
+                *requests += c.requests.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Whether the key (by limit id) has spent its budget.
+    pub fn is_exhausted(&self, limit_id: u64) -> bool {
+        self.exhausted.borrow().contains(&limit_id)
+    }
+
+    /// Asks the control plane; `None` when it did not answer in time.
+    pub async fn ask(&self, question: Question) -> Option<Vec<u8>> {
+        let ticket = self.next_ticket.get();
+        self.next_ticket.set(ticket + 1);
+        let (tx, rx) = local_sync::oneshot::channel();
+        self.asks.borrow_mut().insert(ticket, tx);
+        if !self.report(Report::Ask { shard: self.id, ticket, question }) {
+            self.asks.borrow_mut().remove(&ticket);
+            return None;
+        }
+        let answer = monoio::time::timeout(Duration::from_millis(ASK_WAIT_MS), rx).await;
+        self.asks.borrow_mut().remove(&ticket);
+        answer.ok()?.ok()
     }
 
     /// Sends a report to the control plane without blocking; `false` when
@@ -270,6 +400,12 @@ impl Shard {
     pub fn apply(&self, command: Command) -> bool {
         match command {
             Command::Config(snapshot) => {
+                // Usage recorded under the old config's key indexes goes out
+                // with them first.
+                let rows = self.take_usage(crate::limits::unix_seconds());
+                if !rows.is_empty() {
+                    self.report(Report::Usage { rows });
+                }
                 let snapshot = Rc::new((*snapshot).clone());
                 *self.dns.borrow_mut() = Rc::new(snapshot.dns.clone());
                 // Deployment indexes may have changed: a fresh pool of the
@@ -289,6 +425,12 @@ impl Shard {
                 self.breakers.apply(generation, deployment, verdict, std::time::Instant::now());
             }
             Command::Grant { id, window, units } => self.leases.granted(id, window, units),
+            Command::Exhausted(keys) => *self.exhausted.borrow_mut() = keys,
+            Command::Answer { ticket, body } => {
+                if let Some(waiter) = self.asks.borrow_mut().remove(&ticket) {
+                    let _ = waiter.send(body);
+                }
+            }
             Command::Drain => {
                 self.draining.set(true);
                 return true;

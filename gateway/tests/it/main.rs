@@ -15,4 +15,5 @@ mod providers;
 mod repo;
 mod routing;
 mod support;
+mod tenancy;
 mod translation;

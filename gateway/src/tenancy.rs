@@ -1,0 +1,222 @@
+//! The control plane's side of tenancy: the usage ledger, its store, the
+//! budgets, and answers to the shards' questions (`GET /v1/usage`).
+//!
+//! Shards record usage per key and model as answers finish, and report it
+//! every `stats_interval_ms` (and once more when they stop). The control
+//! plane merges it into an in-memory [`store::Ledger`] and writes the
+//! ledger to the store every `usage_flush_ms`, and once more at shutdown, so
+//! a clean stop loses nothing and a crash loses at most one flush interval
+//! (with `redb`; `memory` keeps nothing across restarts). A failed write
+//! keeps the batch for the next flush.
+//!
+//! Budgets: after each flush the spend of every key with a budget (the
+//! store's, plus what is not written yet) is compared with it; the set of
+//! keys over budget goes to every shard, which then refuses them. The
+//! overshoot is what the key's requests in flight spend before the next
+//! check (`stats_interval_ms` after their usage is reported at most).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store::{Ledger, Store, UsageQuery};
+
+use crate::config::{Config, StorageKind};
+use crate::shard::Question;
+
+/// The control plane's tenancy state.
+pub struct Tenancy {
+    store: Box<dyn Store>,
+    ledger: Ledger,
+    config: Config,
+    flush_every: Duration,
+    last_flush: Instant,
+    exhausted: HashSet<u64>,
+    /// Whether the last write failed (said once until one succeeds).
+    failing: bool,
+}
+
+impl Tenancy {
+    /// Opens the configured store.
+    pub fn open(config: &Config) -> Result<Tenancy, String> {
+        let store: Box<dyn Store> = match &config.storage.kind {
+            StorageKind::Memory => Box::new(store::MemoryStore::default()),
+            StorageKind::Redb(path) => Box::new(
+                store::RedbStore::open(path).map_err(|e| format!("cannot open the store {}: {e}", path.display()))?,
+            ),
+        };
+        Ok(Tenancy {
+            store,
+            ledger: Ledger::default(),
+            config: config.clone(),
+            flush_every: Duration::from_millis(config.storage.usage_flush_ms),
+            last_flush: Instant::now(),
+            exhausted: HashSet::new(),
+            failing: false,
+        })
+    }
+
+    /// A reloaded config: new keys and budgets.
+    pub fn reload(&mut self, config: &Config) {
+        self.config = config.clone();
+        self.flush_every = Duration::from_millis(config.storage.usage_flush_ms);
+    }
+
+    /// A shard's usage report.
+    pub fn add_usage(&mut self, rows: &[store::UsageRow]) {
+        self.ledger.merge_all(rows);
+    }
+
+    /// Called on every tick: flushes when due, and returns the keys over
+    /// budget when that set changed.
+    pub fn tick(&mut self, now: Instant) -> Option<Arc<HashSet<u64>>> {
+        if now.duration_since(self.last_flush) < self.flush_every {
+            return None;
+        }
+        self.last_flush = now;
+        self.flush();
+        let exhausted = self.over_budget();
+        if exhausted == self.exhausted {
+            return None;
+        }
+        self.exhausted = exhausted.clone();
+        Some(Arc::new(exhausted))
+    }
+
+    /// Writes what the ledger holds to the store; on failure it stays for
+    /// the next flush.
+    pub fn flush(&mut self) {
+        let batch = self.ledger.take();
+        if batch.is_empty() {
+            return;
+        }
+        match self.store.append_usage(&batch).and_then(|()| self.store.flush()) {
+            Ok(()) => self.failing = false,
+            Err(e) => {
+                if !self.failing {
+                    eprintln!("corelay: storage: cannot write usage ({e}); kept for the next flush");
+                }
+                self.failing = true;
+                self.ledger.merge_all(&batch);
+            }
+        }
+    }
+
+    /// The keys (by limit id) whose spend in their budget's current period
+    /// reached the budget.
+    fn over_budget(&mut self) -> HashSet<u64> {
+        let now = crate::limits::unix_seconds();
+        let mut over = HashSet::new();
+        for key in &self.config.keys {
+            let Some(budget) = key.budget else { continue };
+            let window = budget.period.window(now);
+            let id = key.ledger_id();
+            let stored = self.store.spend_micros(&id, &window).unwrap_or(0);
+            if stored + self.ledger.spend_micros(&id, &window) >= budget.usd_micros {
+                over.insert(key.limit_id());
+            }
+        }
+        over
+    }
+
+    /// Answers a shard's question with a JSON body.
+    pub fn answer(&mut self, question: &Question) -> Vec<u8> {
+        match question {
+            Question::Usage { key, name, from_unix, until_unix } => {
+                let query = UsageQuery {
+                    key_id: Some(key.clone()),
+                    model: None,
+                    from_unix: *from_unix,
+                    until_unix: *until_unix,
+                };
+                let mut ledger = Ledger::default();
+                match self.store.query_usage(&query) {
+                    Ok(rows) => ledger.merge_all(&rows),
+                    Err(e) => return error_body(&format!("usage cannot be read now: {e}")),
+                }
+                ledger.merge_all(&self.ledger.query(&query));
+                usage_body(name, &ledger.query(&query))
+            }
+        }
+    }
+}
+
+fn error_body(message: &str) -> Vec<u8> {
+    crate::error::openai_error_body(message, "server_error", Some("storage_unavailable"))
+}
+
+/// `{"object":"usage","key":NAME,"data":[{model,hour,...}],"total":{...}}`,
+/// costs in USD.
+fn usage_body(name: &str, rows: &[store::UsageRow]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(128 + rows.len() * 200);
+    out.push_str("{\"object\":\"usage\",\"key\":");
+    push_json_string(&mut out, name);
+    out.push_str(",\"data\":[");
+    let mut total = store::Counters::default();
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"model\":");
+        push_json_string(&mut out, &row.key.model);
+        let _ = write!(out, ",\"hour_unix\":{},", row.key.hour_unix);
+        push_counters(&mut out, &row.counters);
+        out.push('}');
+        total.add(&row.counters);
+    }
+    out.push_str("],\"total\":{");
+    push_counters(&mut out, &total);
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+fn push_counters(out: &mut String, c: &store::Counters) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "\"requests\":{},\"prompt_tokens\":{},\"completion_tokens\":{},\"cached_tokens\":{},\"cache_write_tokens\":{},\"reasoning_tokens\":{},\"cost_usd\":{}.{:06}",
+        c.requests,
+        c.prompt_tokens,
+        c.completion_tokens,
+        c.cached_tokens,
+        c.cache_write_tokens,
+        c.reasoning_tokens,
+        c.cost_micros / 1_000_000,
+        c.cost_micros % 1_000_000
+    );
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    let mut bytes = Vec::with_capacity(s.len() + 2);
+    translate::openai::write_json_string(&mut bytes, s);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_bodies_are_json_with_totals_in_usd() {
+        let key = store::KeyId::parse("cfg-1").unwrap();
+        let row = |model: &str, cost| store::UsageRow {
+            key: store::UsageKey { key_id: key.clone(), model: model.into(), hour_unix: 3600 },
+            counters: store::Counters {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                requests: 1,
+                cost_micros: cost,
+                ..Default::default()
+            },
+        };
+        let body = usage_body("te\"am", &[row("a", 1_500_000), row("b", 25)]);
+        let v: sonic_rs::Value = sonic_rs::from_slice(&body).unwrap();
+        use sonic_rs::{JsonContainerTrait, JsonValueTrait};
+        assert_eq!(v["key"].as_str(), Some("te\"am"));
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        assert_eq!(v["total"]["requests"].as_u64(), Some(2));
+        assert_eq!(v["total"]["prompt_tokens"].as_u64(), Some(20));
+        assert_eq!(v["total"]["cost_usd"].as_f64(), Some(1.500025));
+    }
+}
