@@ -1,0 +1,315 @@
+//! The Markdown report: one table per scenario kind, then corelay's ratios
+//! to each peer and the issue's four criteria, each marked pass or fail.
+
+use std::fmt::Write;
+
+use super::run::Measurement;
+use super::targets::Target;
+
+/// What the report header says about the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Meta {
+    pub started_utc: String,
+    pub command: String,
+    pub machine: String,
+    pub corelay_commit: String,
+    pub oha_version: String,
+    pub crabllm_version: String,
+    pub gateway_cpus: String,
+    pub load_cpus: String,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    CpuPerRequest,
+    P99,
+    PeakRss,
+    OkPerSecond,
+}
+
+impl Metric {
+    pub fn value(self, m: &Measurement) -> Option<f64> {
+        match self {
+            Metric::CpuPerRequest => m.cpu_us_per_request,
+            Metric::P99 => m.outcome.p99_us,
+            Metric::PeakRss => Some(m.peak_rss_bytes as f64),
+            Metric::OkPerSecond => Some(m.outcome.ok_per_s),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Metric::CpuPerRequest => "CPU per request",
+            Metric::P99 => "P99",
+            Metric::PeakRss => "peak RSS",
+            Metric::OkPerSecond => "streams per second",
+        }
+    }
+}
+
+/// A bound on corelay's value over the peer's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Bound {
+    pub fn holds(self, ratio: f64) -> bool {
+        match self {
+            Bound::AtMost(limit) => ratio <= limit,
+            Bound::AtLeast(limit) => ratio >= limit,
+        }
+    }
+}
+
+/// One of the issue's acceptance criteria: corelay / crabllm on a metric
+/// of a scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Criterion {
+    pub scenario: &'static str,
+    pub metric: Metric,
+    pub bound: Bound,
+    pub bound_text: &'static str,
+}
+
+/// Issue 6: at 5,000 RPS, chat-minimal and chat-stream, CPU per request at
+/// most 1/5 of crabllm's, P99 at most 1/2, peak RSS at most 1/3; for 100
+/// concurrent streams, at least 4× crabllm's streams per second.
+pub const CRITERIA: [Criterion; 7] = [
+    Criterion {
+        scenario: "chat-minimal@5000",
+        metric: Metric::CpuPerRequest,
+        bound: Bound::AtMost(0.2),
+        bound_text: "≤ 1/5",
+    },
+    Criterion {
+        scenario: "chat-stream@5000",
+        metric: Metric::CpuPerRequest,
+        bound: Bound::AtMost(0.2),
+        bound_text: "≤ 1/5",
+    },
+    Criterion { scenario: "chat-minimal@5000", metric: Metric::P99, bound: Bound::AtMost(0.5), bound_text: "≤ 1/2" },
+    Criterion { scenario: "chat-stream@5000", metric: Metric::P99, bound: Bound::AtMost(0.5), bound_text: "≤ 1/2" },
+    Criterion {
+        scenario: "chat-minimal@5000",
+        metric: Metric::PeakRss,
+        bound: Bound::AtMost(1.0 / 3.0),
+        bound_text: "≤ 1/3",
+    },
+    Criterion {
+        scenario: "chat-stream@5000",
+        metric: Metric::PeakRss,
+        bound: Bound::AtMost(1.0 / 3.0),
+        bound_text: "≤ 1/3",
+    },
+    Criterion {
+        scenario: "concurrent-100",
+        metric: Metric::OkPerSecond,
+        bound: Bound::AtLeast(4.0),
+        bound_text: "≥ 4",
+    },
+];
+
+/// How a criterion came out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Pass {
+        ours: f64,
+        theirs: f64,
+        ratio: f64,
+    },
+    Fail {
+        ours: f64,
+        theirs: f64,
+        ratio: f64,
+    },
+    /// A run is missing or has no value (e.g. no response at all).
+    NotMeasured,
+}
+
+/// `ours / theirs`; None when either is missing or the divisor is not positive.
+pub fn ratio(ours: Option<f64>, theirs: Option<f64>) -> Option<f64> {
+    match (ours, theirs) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => Some(a / b),
+        _ => None,
+    }
+}
+
+fn find<'a>(runs: &'a [Measurement], scenario: &str, target: Target) -> Option<&'a Measurement> {
+    runs.iter().find(|m| m.scenario.name == scenario && m.target == target)
+}
+
+pub fn judge(runs: &[Measurement], c: &Criterion, peer: Target) -> Verdict {
+    let ours = find(runs, c.scenario, Target::Corelay).and_then(|m| c.metric.value(m));
+    let theirs = find(runs, c.scenario, peer).and_then(|m| c.metric.value(m));
+    match (ours, theirs, ratio(ours, theirs)) {
+        (Some(ours), Some(theirs), Some(r)) if c.bound.holds(r) => Verdict::Pass { ours, theirs, ratio: r },
+        (Some(ours), Some(theirs), Some(r)) => Verdict::Fail { ours, theirs, ratio: r },
+        _ => Verdict::NotMeasured,
+    }
+}
+
+/// The whole report.
+pub fn markdown(meta: &Meta, runs: &[Measurement], failures: &[String]) -> String {
+    let mut out = String::new();
+    header(&mut out, meta);
+    tables(&mut out, runs);
+    if !failures.is_empty() {
+        let _ = writeln!(out, "## Runs that failed\n");
+        for f in failures {
+            let _ = writeln!(out, "- {f}");
+        }
+        out.push('\n');
+    }
+    ratios(&mut out, runs);
+    out
+}
+
+fn header(out: &mut String, meta: &Meta) {
+    let _ = writeln!(out, "# corelay benchmark, {}\n", meta.started_utc);
+    let _ = writeln!(out, "- Command: `{}`", meta.command);
+    let _ = writeln!(out, "- Machine: {}", meta.machine);
+    let _ = writeln!(
+        out,
+        "- corelay: commit {}; crabllm: {}; oha: {}",
+        meta.corelay_commit, meta.crabllm_version, meta.oha_version
+    );
+    let _ = writeln!(
+        out,
+        "- Pinning (taskset): each gateway on CPUs {}; corelay-mock and oha on CPUs {}. {} s per run, after a warm-up; \
+         fresh processes for every run.",
+        meta.gateway_cpus, meta.load_cpus, meta.duration_s
+    );
+    let _ = writeln!(
+        out,
+        "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response. \
+         Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
+         `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG=warn` (no per-request log line).\n"
+    );
+}
+
+fn tables(out: &mut String, runs: &[Measurement]) {
+    let mut names: Vec<&str> = Vec::new();
+    for m in runs {
+        if !names.contains(&m.scenario.name.as_str()) {
+            names.push(&m.scenario.name);
+        }
+    }
+    let _ = writeln!(out, "## Results\n");
+    let _ = writeln!(
+        out,
+        "| scenario | target | achieved rps | 2xx | errors | P50 | P90 | P99 | P99.9 | max | CPU µs/req | peak RSS MB |"
+    );
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for name in names {
+        for m in runs.iter().filter(|m| m.scenario.name == name) {
+            let o = &m.outcome;
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                m.target.name(),
+                o.ok_per_s,
+                o.ok,
+                o.errors,
+                ms(o.p50_us),
+                ms(o.p90_us),
+                ms(o.p99_us),
+                ms(o.p99_9_us),
+                ms(o.max_us),
+                m.cpu_us_per_request.map_or("–".to_owned(), |v| format!("{v:.1}")),
+                m.peak_rss_bytes as f64 / 1048576.0,
+            );
+        }
+    }
+    out.push('\n');
+}
+
+fn ratios(out: &mut String, runs: &[Measurement]) {
+    let _ = writeln!(out, "## corelay / each peer\n");
+    for peer in [Target::Crabllm] {
+        if !runs.iter().any(|m| m.target == peer) {
+            continue;
+        }
+        let _ = writeln!(out, "### {}\n", peer.name());
+        let _ = writeln!(out, "| scenario | CPU per request | P99 | peak RSS | achieved rps |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
+        for m in runs.iter().filter(|m| m.target == Target::Corelay) {
+            let Some(p) = find(runs, &m.scenario.name, peer) else { continue };
+            let cell = |metric: Metric| {
+                ratio(metric.value(m), metric.value(p)).map_or("–".to_owned(), |r| format!("{r:.3}"))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                m.scenario.name,
+                cell(Metric::CpuPerRequest),
+                cell(Metric::P99),
+                cell(Metric::PeakRss),
+                cell(Metric::OkPerSecond)
+            );
+        }
+        let _ = writeln!(out, "\nIssue 6's criteria (corelay / {}):\n", peer.name());
+        let _ = writeln!(out, "| scenario | metric | corelay | {} | ratio | wanted | verdict |", peer.name());
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- |");
+        for c in &CRITERIA {
+            let row = match judge(runs, c, peer) {
+                Verdict::Pass { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**pass**"),
+                Verdict::Fail { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**FAIL**"),
+                Verdict::NotMeasured => {
+                    format!("| {} | {} | – | – | – | {} | not measured |", c.scenario, c.metric.label(), c.bound_text)
+                }
+            };
+            let _ = writeln!(out, "{row}");
+        }
+        out.push('\n');
+    }
+}
+
+fn verdict_row(c: &Criterion, ours: f64, theirs: f64, ratio: f64, verdict: &str) -> String {
+    format!(
+        "| {} | {} | {} | {} | {ratio:.3} | {} | {verdict} |",
+        c.scenario,
+        c.metric.label(),
+        value_text(c.metric, ours),
+        value_text(c.metric, theirs),
+        c.bound_text
+    )
+}
+
+fn value_text(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::CpuPerRequest => format!("{v:.1} µs"),
+        Metric::P99 => format!("{:.3} ms", v / 1000.0),
+        Metric::PeakRss => format!("{:.1} MB", v / 1048576.0),
+        Metric::OkPerSecond => format!("{v:.0}/s"),
+    }
+}
+
+fn ms(us: Option<f64>) -> String {
+    us.map_or("–".to_owned(), |v| format!("{:.3}", v / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_needs_both_values_and_a_positive_divisor() {
+        assert_eq!(ratio(Some(1.0), Some(4.0)), Some(0.25));
+        assert_eq!(ratio(None, Some(4.0)), None);
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio(Some(f64::NAN), Some(1.0)), None);
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        assert!(Bound::AtMost(0.2).holds(0.2));
+        assert!(!Bound::AtMost(0.2).holds(0.2001));
+        assert!(Bound::AtLeast(4.0).holds(4.0));
+        assert!(!Bound::AtLeast(4.0).holds(3.99));
+        // 1/3 exactly: 10 MB against 30 MB passes.
+        assert!(Bound::AtMost(1.0 / 3.0).holds(10.0 / 30.0));
+    }
+}
