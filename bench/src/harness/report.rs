@@ -312,4 +312,59 @@ mod tests {
         // 1/3 exactly: 10 MB against 30 MB passes.
         assert!(Bound::AtMost(1.0 / 3.0).holds(10.0 / 30.0));
     }
+
+    fn run(scenario: &str, target: Target, cpu_us: f64, p99_us: f64, rss_mb: u64, ok_per_s: f64) -> Measurement {
+        let scenario = crate::harness::scenarios::full().into_iter().find(|s| s.name == scenario).unwrap();
+        let json = format!(
+            r#"{{"summary": {{"total": 1.0, "slowest": 0.1}}, "latencyPercentiles": {{"p99": {}}},
+                "statusCodeDistribution": {{"200": {ok_per_s}}}, "errorDistribution": {{}}}}"#,
+            p99_us / 1e6
+        );
+        Measurement {
+            scenario,
+            target,
+            outcome: crate::harness::oha::parse(&json).unwrap(),
+            cpu_us_per_request: Some(cpu_us),
+            cpu_s: 1.0,
+            peak_rss_bytes: rss_mb * 1048576,
+            measured: target.name(),
+            pids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn criteria_compare_corelay_to_the_peer() {
+        let runs = [
+            run("chat-minimal@5000", Target::Corelay, 10.0, 400.0, 10, 5000.0),
+            run("chat-minimal@5000", Target::Crabllm, 100.0, 800.0, 60, 5000.0),
+            run("concurrent-100", Target::Corelay, 20.0, 1.0, 10, 18000.0),
+            run("concurrent-100", Target::Crabllm, 200.0, 1.0, 100, 5000.0),
+        ];
+        let verdicts: Vec<Verdict> = CRITERIA.iter().map(|c| judge(&runs, c, Target::Crabllm)).collect();
+        // CPU 10/100 passes 1/5; P99 400/800 is exactly 1/2 and passes; RSS 10/60 passes 1/3.
+        assert_eq!(verdicts[0], Verdict::Pass { ours: 10.0, theirs: 100.0, ratio: 0.1 });
+        assert_eq!(verdicts[2], Verdict::Pass { ours: 400.0, theirs: 800.0, ratio: 0.5 });
+        assert!(matches!(verdicts[4], Verdict::Pass { .. }));
+        // chat-stream was not run.
+        assert_eq!(verdicts[1], Verdict::NotMeasured);
+        // 18000/5000 = 3.6 streams per second: short of 4x.
+        assert_eq!(verdicts[6], Verdict::Fail { ours: 18000.0, theirs: 5000.0, ratio: 3.6 });
+        let text = markdown(
+            &Meta {
+                started_utc: "t".into(),
+                command: "c".into(),
+                machine: "m".into(),
+                corelay_commit: "x".into(),
+                oha_version: "o".into(),
+                crabllm_version: "v".into(),
+                gateway_cpus: "0".into(),
+                load_cpus: "1".into(),
+                duration_s: 1.0,
+            },
+            &runs,
+            &[],
+        );
+        assert!(text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"), "{text}");
+        assert!(text.contains("| chat-stream@5000 | P99 | – | – | – | ≤ 1/2 | not measured |"), "{text}");
+    }
 }
