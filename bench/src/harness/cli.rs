@@ -27,12 +27,12 @@ pub struct Args {
     #[arg(long, value_parser = parse_seconds)]
     pub duration: Option<f64>,
 
-    /// CPUs of every gateway, as `taskset -c` takes them.
-    #[arg(long, default_value = "0")]
+    /// CPUs of every gateway, as `taskset -c` takes them (`0`, `0-3`, `0,2`).
+    #[arg(long, default_value = "0", value_parser = parse_cpus)]
     pub gateway_cpus: String,
 
     /// CPUs of corelay-mock and oha.
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = "1", value_parser = parse_cpus)]
     pub load_cpus: String,
 
     /// What to measure, comma-separated: mock (the floor), corelay, crabllm.
@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, default_value_t = 500)]
     pub warmup_requests: u32,
 
+    /// RUST_LOG of crabllm: `warn` leaves out its per-request INFO line
+    /// (corelay logs nothing per request); `info` is its default.
+    #[arg(long, default_value = "warn")]
+    pub crabllm_rust_log: String,
+
     /// corelay binary (default: beside corelay-bench).
     #[arg(long)]
     pub corelay_bin: Option<PathBuf>,
@@ -73,6 +78,26 @@ impl Args {
         let default = if self.quick { QUICK_DURATION_S } else { FULL_DURATION_S };
         Duration::from_secs_f64(self.duration.unwrap_or(default))
     }
+}
+
+/// How many CPUs a `taskset -c` list names: `1`, `0-3`, `0,2-3`.
+pub fn cpu_count(list: &str) -> Result<u32, String> {
+    let mut count = 0;
+    for part in list.split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let parse =
+            |s: &str| s.trim().parse::<u32>().map_err(|_| format!("`{list}` is not a CPU list like 0, 0-3 or 0,2"));
+        let (first, last) = (parse(first)?, parse(last)?);
+        if last < first {
+            return Err(format!("`{part}` in `{list}` is an empty range"));
+        }
+        count += last - first + 1;
+    }
+    Ok(count)
+}
+
+fn parse_cpus(s: &str) -> Result<String, String> {
+    cpu_count(s).map(|_| s.to_owned())
 }
 
 /// A run length: more than zero, at most an hour, so every run is bounded.
@@ -98,5 +123,16 @@ mod tests {
         assert_eq!((short.duration(), short.targets), (Duration::from_millis(1500), vec![Target::Mock]));
         assert!(Args::try_parse_from(["corelay-bench", "--duration", "0"]).is_err());
         assert!(Args::try_parse_from(["corelay-bench", "--targets", "litellm"]).is_err());
+        assert!(Args::try_parse_from(["corelay-bench", "--gateway-cpus", "0;1"]).is_err());
+    }
+
+    #[test]
+    fn cpu_lists_count_like_taskset() {
+        assert_eq!(cpu_count("1"), Ok(1));
+        assert_eq!(cpu_count("0-3"), Ok(4));
+        assert_eq!(cpu_count("0,2-3"), Ok(3));
+        assert!(cpu_count("3-1").is_err());
+        assert!(cpu_count("").is_err());
+        assert!(cpu_count("a").is_err());
     }
 }

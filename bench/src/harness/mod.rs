@@ -112,8 +112,10 @@ fn setup(args: &Args, dir: &Path) -> anyhow::Result<Setup> {
         crabllm,
         gateway_cpus: args.gateway_cpus.clone(),
         load_cpus: args.load_cpus.clone(),
+        load_threads: cli::cpu_count(&args.load_cpus).map_err(anyhow::Error::msg)?,
         duration: args.duration(),
         warmup_requests: args.warmup_requests,
+        crabllm_rust_log: args.crabllm_rust_log.clone(),
         ticks_per_s: run::ticks_per_s(),
         dir: dir.to_owned(),
     })
@@ -131,6 +133,7 @@ fn meta(args: &Args, setup: &Setup, started_utc: String) -> report::Meta {
         gateway_cpus: args.gateway_cpus.clone(),
         load_cpus: args.load_cpus.clone(),
         duration_s: args.duration().as_secs_f64(),
+        crabllm_rust_log: args.crabllm_rust_log.clone(),
     }
 }
 
@@ -163,7 +166,11 @@ fn machine() -> String {
         .trim();
     let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {cpus} CPUs, Linux {}", kernel.trim())
+    // Other work on the machine skews every figure; the load average at the
+    // start says how quiet it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("{model}, {cpus} CPUs, Linux {}; load average at start {}", kernel.trim(), load.join(" "))
 }
 
 fn git_commit() -> String {

@@ -18,6 +18,7 @@ pub struct Meta {
     pub gateway_cpus: String,
     pub load_cpus: String,
     pub duration_s: f64,
+    pub crabllm_rust_log: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,14 +180,15 @@ fn header(out: &mut String, meta: &Meta) {
     let _ = writeln!(
         out,
         "- Pinning (taskset): each gateway on CPUs {}; corelay-mock and oha on CPUs {}. {} s per run, after a warm-up; \
-         fresh processes for every run.",
+         one oha and mock thread per load CPU; fresh processes for every run.",
         meta.gateway_cpus, meta.load_cpus, meta.duration_s
     );
     let _ = writeln!(
         out,
         "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response. \
          Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
-         `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG=warn` (no per-request log line).\n"
+         `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` (`warn`: no per-request log line).\n",
+        meta.crabllm_rust_log
     );
 }
 
@@ -263,7 +265,26 @@ fn ratios(out: &mut String, runs: &[Measurement]) {
             };
             let _ = writeln!(out, "{row}");
         }
+        floor_note(out, runs, peer);
         out.push('\n');
+    }
+}
+
+/// A gateway cannot serve more than the mock alone does on the same load
+/// CPUs, so the mock's rate over the peer's caps any throughput ratio.
+fn floor_note(out: &mut String, runs: &[Measurement], peer: Target) {
+    for c in CRITERIA.iter().filter(|c| c.metric == Metric::OkPerSecond) {
+        let floor = find(runs, c.scenario, Target::Mock).map(|m| m.outcome.ok_per_s);
+        let theirs = find(runs, c.scenario, peer).map(|m| m.outcome.ok_per_s);
+        if let (Some(floor), Some(cap)) = (floor, ratio(floor, theirs)) {
+            let _ = writeln!(
+                out,
+                "\n{}: corelay-mock alone served {floor:.0}/s with this pinning, so no gateway could reach more than \
+                 {cap:.2}× {}'s rate here.",
+                c.scenario,
+                peer.name()
+            );
+        }
     }
 }
 
@@ -360,11 +381,15 @@ mod tests {
                 gateway_cpus: "0".into(),
                 load_cpus: "1".into(),
                 duration_s: 1.0,
+                crabllm_rust_log: "warn".into(),
             },
             &runs,
             &[],
         );
-        assert!(text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"), "{text}");
+        assert!(
+            text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"),
+            "{text}"
+        );
         assert!(text.contains("| chat-stream@5000 | P99 | – | – | – | ≤ 1/2 | not measured |"), "{text}");
     }
 }

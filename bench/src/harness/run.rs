@@ -39,8 +39,13 @@ pub struct Setup {
     pub crabllm: Option<PathBuf>,
     pub gateway_cpus: String,
     pub load_cpus: String,
+    /// Threads of oha and of the mock: one per load CPU. oha's own default
+    /// counts the machine's cores, ignoring `taskset`.
+    pub load_threads: u32,
     pub duration: Duration,
     pub warmup_requests: u32,
+    /// `RUST_LOG` of crabllm.
+    pub crabllm_rust_log: String,
     /// `CLK_TCK`: the unit of /proc's CPU times.
     pub ticks_per_s: u64,
     /// Where configs, logs and oha's raw output go.
@@ -140,7 +145,7 @@ pub fn cpu_per_request_us(cpu_s: f64, responses: u64) -> Option<f64> {
 fn start_mock(setup: &Setup, scenario: &Scenario, port: u16, stem: &str) -> anyhow::Result<u32> {
     let mut command = pinned(&setup.load_cpus, &setup.mock);
     command.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--dialect", scenario.upstream.dialect()]);
-    command.args(["--chunks", &scenario.mock_chunks.to_string()]);
+    command.args(["--chunks", &scenario.mock_chunks.to_string(), "--threads", &setup.load_threads.to_string()]);
     logged(&mut command, &setup.dir.join(format!("{stem}.mock.log")))?;
     procs::spawn("corelay-mock", &mut command)
 }
@@ -162,7 +167,9 @@ fn start_gateway(
     let config_path = setup.dir.join(format!("{stem}.{}.toml", target.name()));
     std::fs::write(&config_path, config).with_context(|| format!("{}", config_path.display()))?;
     let mut command = pinned(&setup.gateway_cpus, bin);
-    command.args(targets::gateway_args(target, &config_path)).envs(targets::gateway_env(target));
+    command
+        .args(targets::gateway_args(target, &config_path))
+        .envs(targets::gateway_env(target, &setup.crabllm_rust_log));
     // crabllm may write files beside its working directory; keep them in
     // the run's folder.
     command.current_dir(&setup.dir);
@@ -198,7 +205,7 @@ fn run_oha(
     started: &mut Vec<u32>,
 ) -> anyhow::Result<()> {
     let mut command = pinned(&setup.load_cpus, &setup.oha);
-    command.args(args).stdin(Stdio::null());
+    command.args(["--worker-threads", &setup.load_threads.to_string()]).args(args).stdin(Stdio::null());
     command.stdout(File::create(out).with_context(|| format!("{}", out.display()))?);
     command.stderr(File::create(out.with_extension("stderr"))?);
     let pid = procs::spawn(name, &mut command)?;

@@ -93,11 +93,12 @@ pub fn gateway_args(target: Target, config: &Path) -> Vec<String> {
 
 /// Environment for a gateway. crabllm logs one INFO line per request by
 /// default, which costs it about 30% of its CPU (research/crabllm.md W9);
-/// corelay logs nothing per request. Comparing the forwarding work, not
-/// the logging, crabllm runs at `warn`: the setting most favourable to it.
-pub fn gateway_env(target: Target) -> Vec<(&'static str, &'static str)> {
+/// corelay logs nothing per request. To compare the forwarding work, not
+/// the logging, crabllm runs at `RUST_LOG=warn` unless `--crabllm-rust-log`
+/// says otherwise (`info` is its out-of-the-box behaviour).
+pub fn gateway_env(target: Target, crabllm_rust_log: &str) -> Vec<(&'static str, String)> {
     match target {
-        Target::Crabllm => vec![("RUST_LOG", "warn")],
+        Target::Crabllm => vec![("RUST_LOG", crabllm_rust_log.to_owned())],
         Target::Corelay | Target::Mock => Vec::new(),
     }
 }
