@@ -129,7 +129,12 @@ fn meta(args: &Args, setup: &Setup, started_utc: String) -> report::Meta {
         machine: machine(),
         corelay_commit: git_commit(),
         oha_version: tools::version(&setup.oha),
-        crabllm_version: setup.crabllm.as_deref().map(tools::version).unwrap_or_else(|| "not run".to_owned()),
+        crabllm_version: match &setup.crabllm {
+            None => "not run".to_owned(),
+            Some(bin) => {
+                tools::installed_version(&tools::cache_dir(), "crabllm").unwrap_or_else(|| bin.display().to_string())
+            }
+        },
         gateway_cpus: args.gateway_cpus.clone(),
         load_cpus: args.load_cpus.clone(),
         duration_s: args.duration().as_secs_f64(),

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::oha::Load;
 use super::run::Measurement;
 use super::targets::Target;
 
@@ -187,7 +188,9 @@ fn header(out: &mut String, meta: &Meta) {
         out,
         "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response. \
          Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
-         `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` (`warn`: no per-request log line).\n",
+         `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` \
+         (at `warn` it writes no per-request log line; corelay writes none). An achieved rate below 98% of the \
+         offered one is marked: that target was saturated.\n",
         meta.crabllm_rust_log
     );
 }
@@ -210,9 +213,9 @@ fn tables(out: &mut String, runs: &[Measurement]) {
             let o = &m.outcome;
             let _ = writeln!(
                 out,
-                "| {name} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
                 m.target.name(),
-                o.ok_per_s,
+                achieved(m),
                 o.ok,
                 o.errors,
                 ms(o.p50_us),
@@ -305,6 +308,16 @@ fn value_text(metric: Metric, v: f64) -> String {
         Metric::P99 => format!("{:.3} ms", v / 1000.0),
         Metric::PeakRss => format!("{:.1} MB", v / 1048576.0),
         Metric::OkPerSecond => format!("{v:.0}/s"),
+    }
+}
+
+/// The achieved rate, marked when an open-loop run fell short of its offer.
+fn achieved(m: &Measurement) -> String {
+    match m.scenario.load {
+        Load::Rate { rps, .. } if m.outcome.ok_per_s < 0.98 * f64::from(rps) => {
+            format!("**{:.0}** (of {rps})", m.outcome.ok_per_s)
+        }
+        _ => format!("{:.0}", m.outcome.ok_per_s),
     }
 }
 

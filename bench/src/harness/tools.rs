@@ -85,6 +85,21 @@ pub fn version(program: &Path) -> String {
     }
 }
 
+/// The version `cargo install` recorded for a crate in the cache
+/// (`.crates.toml`), for programs without `--version` (crabllm 0.0.25).
+pub fn installed_version(cache: &Path, krate: &str) -> Option<String> {
+    let text = std::fs::read_to_string(cache.join(".crates.toml")).ok()?;
+    parse_installed_version(&text, krate)
+}
+
+/// `"crabllm 0.0.25 (registry+...)" = ["crabllm"]` gives `crabllm 0.0.25`.
+pub fn parse_installed_version(crates_toml: &str, krate: &str) -> Option<String> {
+    let prefix = format!("\"{krate} ");
+    let line = crates_toml.lines().find(|l| l.starts_with(&prefix))?;
+    let version = line[prefix.len()..].split_whitespace().next()?;
+    Some(format!("{krate} {version}"))
+}
+
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| p.is_file())
@@ -124,4 +139,14 @@ pub fn wait(pid: u32, limit: Duration) -> anyhow::Result<Option<std::process::Ex
 /// A plain sleep: the harness is a blocking program, not a shard.
 pub fn pause(d: Duration) {
     std::thread::sleep(d);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn installed_versions_come_from_crates_toml() {
+        let text = "[v1]\n\"crabllm 0.0.25 (registry+https://github.com/rust-lang/crates.io-index)\" = [\"crabllm\"]\n";
+        assert_eq!(super::parse_installed_version(text, "crabllm").as_deref(), Some("crabllm 0.0.25"));
+        assert_eq!(super::parse_installed_version(text, "oha"), None);
+    }
 }
