@@ -36,6 +36,14 @@ ci:
 quick seconds="10" rps="5000":
     cargo build --release -p gateway -p bench && bench/scripts/quick.sh {{seconds}} {{rps}}
 
+# corelay, crabllm and corelay-mock alone under crabllm's scenarios (`--quick`: two minutes; `--help`).
+bench *args:
+    cargo build --release -p gateway -p bench && "${CARGO_TARGET_DIR:-target}/release/corelay-bench" {{args}}
+
+# Criterion micro-benchmarks of the hot paths.
+bench-micro:
+    cargo bench -p translate
+
 # Criterion benches of the translation hot paths.
 bench-translate:
     cargo bench -p translate --bench translate

@@ -1,4 +1,5 @@
-//! End-to-end tests of the `corelay-mock` binary.
+//! End-to-end tests of the `corelay-mock` binary, and of `corelay-bench` in
+//! a tiny mode (`harness`).
 //!
 //! The tests in this file start their own mock process (`--port 0`, so tests
 //! run in parallel without port clashes); the dialect modules start the mock
@@ -12,6 +13,7 @@ mod anthropic;
 mod bedrock;
 mod failures;
 mod gemini;
+mod harness;
 mod ollama;
 mod scripted;
 

@@ -1,0 +1,224 @@
+//! `corelay-bench`: crabllm's benchmark, run side by side on one machine.
+//!
+//! For each scenario (`scenarios`) and each target (`targets`: the mock
+//! alone, corelay, crabllm), one run (`run`): fresh `corelay-mock` and
+//! gateway processes on loopback, pinned with `taskset` (gateway on
+//! `--gateway-cpus`, mock and oha on `--load-cpus`), a warm-up, then oha for
+//! a bounded time. Each run's numbers go to `RUN.json` in the results folder,
+//! and all of them into `report.md` (`report`) with corelay's ratios to each
+//! peer. Every process started is recorded and stopped by pid on every
+//! path, Ctrl-C and panics included (`procs`).
+//!
+//! This is a blocking program that starts and watches processes, far from
+//! any shard: the workspace's bans on blocking calls and std locks
+//! (`clippy.toml`, written for the shards' data path) are lifted for this
+//! module and its children, here, in one place.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod cli;
+pub mod oha;
+pub mod procfs;
+pub mod procs;
+pub mod report;
+pub mod run;
+pub mod scenarios;
+pub mod targets;
+pub mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+
+use cli::Args;
+use run::{Measurement, Setup};
+use targets::Target;
+
+/// Runs the benchmark the flags describe; returns the results folder.
+pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
+    let _reaper = procs::Reaper;
+    procs::on_signals_stop_all()?;
+
+    let scenarios = scenarios::select(if args.quick { scenarios::quick() } else { scenarios::full() }, &args.scenarios);
+    if args.list {
+        for s in &scenarios {
+            println!("{}", s.name);
+        }
+        return Ok(PathBuf::new());
+    }
+    anyhow::ensure!(!scenarios.is_empty(), "no scenario matches {:?} (see --list)", args.scenarios);
+
+    let started_utc = utc_stamp(std::time::SystemTime::now());
+    let dir =
+        args.out.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results").join(&started_utc));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    procs::log_pids_to(&dir.join("pids"))?;
+
+    let setup = setup(args, &dir)?;
+    let meta = meta(args, &setup, started_utc);
+    eprintln!(
+        "corelay-bench: {} scenarios × {:?}, {} s each; results in {}",
+        scenarios.len(),
+        target_names(&args.targets),
+        args.duration().as_secs_f64(),
+        dir.display()
+    );
+
+    let mut runs: Vec<Measurement> = Vec::new();
+    let mut failures = Vec::new();
+    for scenario in &scenarios {
+        for &target in args.targets.iter().filter(|t| t.serves(scenario)) {
+            eprint!("  {:<24} {:<8} ", scenario.name, target.name());
+            match run::measure(&setup, scenario, target) {
+                Ok(m) => {
+                    eprintln!("{}", one_line(&m));
+                    let path = dir.join(format!("{}__{}.json", scenario.name.replace(['@', '+'], "_"), target.name()));
+                    std::fs::write(&path, sonic_rs::to_string_pretty(&m)?)?;
+                    runs.push(m);
+                }
+                Err(e) => {
+                    eprintln!("failed: {e:#}");
+                    failures.push(format!("{} / {}: {e:#}", scenario.name, target.name()));
+                }
+            }
+        }
+    }
+
+    std::fs::write(dir.join("meta.json"), sonic_rs::to_string_pretty(&meta)?)?;
+    let report = report::markdown(&meta, &runs, &failures);
+    std::fs::write(dir.join("report.md"), &report)?;
+    println!("{report}");
+    eprintln!("corelay-bench: report in {}", dir.join("report.md").display());
+    Ok(dir)
+}
+
+fn setup(args: &Args, dir: &Path) -> anyhow::Result<Setup> {
+    let cache = tools::cache_dir();
+    let wants = |t: Target| args.targets.contains(&t);
+    let corelay = match &args.corelay_bin {
+        Some(p) => Some(p.clone()),
+        None if wants(Target::Corelay) => Some(tools::sibling("corelay")?),
+        None => None,
+    };
+    let crabllm = if wants(Target::Crabllm) { Some(tools::crabllm(&cache, !args.no_install)?) } else { None };
+    let mock = match &args.mock_bin {
+        Some(p) => p.clone(),
+        None => tools::sibling("corelay-mock")?,
+    };
+    Ok(Setup {
+        oha: tools::oha(&cache, !args.no_install)?,
+        mock,
+        corelay,
+        crabllm,
+        gateway_cpus: args.gateway_cpus.clone(),
+        load_cpus: args.load_cpus.clone(),
+        load_threads: cli::cpu_count(&args.load_cpus).map_err(anyhow::Error::msg)?,
+        duration: args.duration(),
+        warmup_requests: args.warmup_requests,
+        crabllm_rust_log: args.crabllm_rust_log.clone(),
+        ticks_per_s: run::ticks_per_s(),
+        dir: dir.to_owned(),
+    })
+}
+
+fn meta(args: &Args, setup: &Setup, started_utc: String) -> report::Meta {
+    let command = std::env::args().skip(1).fold("corelay-bench".to_owned(), |acc, a| acc + " " + &a);
+    report::Meta {
+        started_utc,
+        command,
+        machine: machine(),
+        corelay_commit: git_commit(),
+        oha_version: tools::version(&setup.oha),
+        crabllm_version: match &setup.crabllm {
+            None => "not run".to_owned(),
+            Some(bin) => {
+                tools::installed_version(&tools::cache_dir(), "crabllm").unwrap_or_else(|| bin.display().to_string())
+            }
+        },
+        gateway_cpus: args.gateway_cpus.clone(),
+        load_cpus: args.load_cpus.clone(),
+        duration_s: args.duration().as_secs_f64(),
+        crabllm_rust_log: args.crabllm_rust_log.clone(),
+    }
+}
+
+fn one_line(m: &Measurement) -> String {
+    let o = &m.outcome;
+    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{:.3}", v / 1000.0));
+    format!(
+        "{:>7.0} rps  err {:<4} p50 {} p99 {} ms  cpu {} µs/req  rss {:.1} MB",
+        o.ok_per_s,
+        o.errors,
+        ms(o.p50_us),
+        ms(o.p99_us),
+        m.cpu_us_per_request.map_or("–".to_owned(), |v| format!("{v:.1}")),
+        m.peak_rss_bytes as f64 / 1048576.0
+    )
+}
+
+fn target_names(targets: &[Target]) -> Vec<&'static str> {
+    targets.iter().map(|t| t.name()).collect()
+}
+
+/// "CPU model, N CPUs, Linux RELEASE", from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim();
+    let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // Other work on the machine skews every figure; the load average at the
+    // start says how quiet it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("{model}, {cpus} CPUs, Linux {}; load average at start {}", kernel.trim(), load.join(" "))
+}
+
+fn git_commit() -> String {
+    let out = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
+        .stdin(Stdio::null())
+        .output();
+    out.ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `2026-12-01T14-41-47Z`: UTC, sortable, safe in a file name.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(super::utc_stamp(UNIX_EPOCH), "1970-01-01T00-00-00Z");
+        // 2024-02-29 12:34:56 UTC, a leap day.
+        assert_eq!(super::utc_stamp(UNIX_EPOCH + Duration::from_secs(1_709_210_096)), "2024-02-29T12-34-56Z");
+    }
+}

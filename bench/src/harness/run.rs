@@ -1,0 +1,267 @@
+//! One measurement: start the mock (and the gateway) for a scenario, warm
+//! up, run oha, and read the measured process's CPU time and peak RSS, then
+//! stop everything that was started.
+//!
+//! Each (scenario, target) pair gets fresh processes, so the peak RSS of a
+//! run is that run's own (VmHWM only ever grows) and no run inherits another's
+//! pools or heap. Targets take turns within a scenario, so slow drift on a
+//! shared machine spreads over all of them.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::oha::{self, Invocation, Outcome};
+use super::scenarios::Scenario;
+use super::targets::{self, Target};
+use super::tools::{self, pause};
+use super::{procfs, procs};
+
+/// How long a server may take to accept connections after it is started.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// oha's run ends at its `-z`; this is the most it may take beyond that to
+/// close and print (streams in flight are cancelled, not awaited).
+const OHA_GRACE: Duration = Duration::from_secs(20);
+/// Bound on the warm-up, which is a fixed number of requests.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything a run needs that does not change between runs.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub oha: PathBuf,
+    pub mock: PathBuf,
+    pub corelay: Option<PathBuf>,
+    pub crabllm: Option<PathBuf>,
+    pub gateway_cpus: String,
+    pub load_cpus: String,
+    /// Threads of oha and of the mock: one per load CPU. oha's own default
+    /// counts the machine's cores, ignoring `taskset`.
+    pub load_threads: u32,
+    pub duration: Duration,
+    pub warmup_requests: u32,
+    /// `RUST_LOG` of crabllm.
+    pub crabllm_rust_log: String,
+    /// `CLK_TCK`: the unit of /proc's CPU times.
+    pub ticks_per_s: u64,
+    /// Where configs, logs and oha's raw output go.
+    pub dir: PathBuf,
+}
+
+/// The result of one (scenario, target) run, as written to its JSON file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub scenario: Scenario,
+    pub target: Target,
+    pub outcome: Outcome,
+    /// CPU time (user + system) of the measured process over the run,
+    /// divided by the responses it gave, in microseconds.
+    pub cpu_us_per_request: Option<f64>,
+    pub cpu_s: f64,
+    /// VmHWM of the measured process, read just before it was stopped.
+    pub peak_rss_bytes: u64,
+    /// The process measured: the gateway, or the mock for the floor.
+    pub measured: &'static str,
+    /// Every process the run started, for the record.
+    pub pids: Vec<u32>,
+}
+
+/// Runs one scenario against one target and stops everything it started,
+/// whether it succeeds or not.
+pub fn measure(setup: &Setup, scenario: &Scenario, target: Target) -> anyhow::Result<Measurement> {
+    let mut started = Vec::new();
+    let result = measure_inner(setup, scenario, target, &mut started);
+    for &pid in started.iter().rev() {
+        procs::stop(pid);
+    }
+    result.map(|mut m| {
+        m.pids = started;
+        m
+    })
+}
+
+fn measure_inner(
+    setup: &Setup,
+    scenario: &Scenario,
+    target: Target,
+    started: &mut Vec<u32>,
+) -> anyhow::Result<Measurement> {
+    let stem = format!("{}__{}", file_safe(&scenario.name), target.name());
+    let mock_port = free_port()?;
+    let mock = start_mock(setup, scenario, mock_port, &stem)?;
+    started.push(mock);
+    wait_ready(mock, mock_port, "corelay-mock")?;
+
+    let (measured_pid, port) = match target {
+        Target::Mock => (mock, mock_port),
+        Target::Corelay | Target::Crabllm => {
+            let port = free_port()?;
+            let gateway = start_gateway(setup, scenario, target, port, mock_port, &stem)?;
+            started.push(gateway);
+            wait_ready(gateway, port, target.name())?;
+            (gateway, port)
+        }
+    };
+    let url = format!("http://127.0.0.1:{port}{}", scenario.path);
+
+    warm_up(setup, &url, &scenario.body, &stem, started)?;
+    let before = procfs::cpu_ticks(measured_pid)?;
+    let invocation = Invocation {
+        url: &url,
+        body: &scenario.body,
+        load: scenario.load,
+        duration: setup.duration,
+        latency_correction: scenario.latency_correction,
+    };
+    let json_path = setup.dir.join(format!("{stem}.oha.json"));
+    run_oha(setup, &invocation.args(), &json_path, setup.duration + OHA_GRACE, "oha", started)?;
+    let after = procfs::cpu_ticks(measured_pid)?;
+    let peak_rss_bytes = procfs::peak_rss_bytes(measured_pid)?;
+
+    let text = std::fs::read_to_string(&json_path).with_context(|| format!("{}", json_path.display()))?;
+    let outcome = oha::parse(&text).with_context(|| format!("{}", json_path.display()))?;
+    let cpu_s = after.saturating_sub(before) as f64 / setup.ticks_per_s as f64;
+    Ok(Measurement {
+        scenario: scenario.clone(),
+        target,
+        cpu_us_per_request: cpu_per_request_us(cpu_s, outcome.responses),
+        cpu_s,
+        peak_rss_bytes,
+        measured: if target == Target::Mock { "corelay-mock" } else { target.name() },
+        outcome,
+        pids: Vec::new(),
+    })
+}
+
+/// CPU seconds over `responses`, in microseconds; None without responses.
+pub fn cpu_per_request_us(cpu_s: f64, responses: u64) -> Option<f64> {
+    (responses > 0).then(|| cpu_s * 1e6 / responses as f64)
+}
+
+fn start_mock(setup: &Setup, scenario: &Scenario, port: u16, stem: &str) -> anyhow::Result<u32> {
+    let mut command = pinned(&setup.load_cpus, &setup.mock);
+    command.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--dialect", scenario.upstream.dialect()]);
+    command.args(["--chunks", &scenario.mock_chunks.to_string(), "--threads", &setup.load_threads.to_string()]);
+    logged(&mut command, &setup.dir.join(format!("{stem}.mock.log")))?;
+    procs::spawn("corelay-mock", &mut command)
+}
+
+fn start_gateway(
+    setup: &Setup,
+    scenario: &Scenario,
+    target: Target,
+    port: u16,
+    mock_port: u16,
+    stem: &str,
+) -> anyhow::Result<u32> {
+    let (bin, config) = match target {
+        Target::Corelay => (&setup.corelay, targets::corelay_config(port, mock_port, scenario.upstream)),
+        Target::Crabllm => (&setup.crabllm, targets::crabllm_config(port, mock_port)),
+        Target::Mock => unreachable!("the mock is not a gateway"),
+    };
+    let Some(bin) = bin else { bail!("no {} binary was located", target.name()) };
+    let config_path = setup.dir.join(format!("{stem}.{}.toml", target.name()));
+    std::fs::write(&config_path, config).with_context(|| format!("{}", config_path.display()))?;
+    let mut command = pinned(&setup.gateway_cpus, bin);
+    command
+        .args(targets::gateway_args(target, &config_path))
+        .envs(targets::gateway_env(target, &setup.crabllm_rust_log));
+    // crabllm may write files beside its working directory; keep them in
+    // the run's folder.
+    command.current_dir(&setup.dir);
+    logged(&mut command, &setup.dir.join(format!("{stem}.{}.log", target.name())))?;
+    procs::spawn(target.name(), &mut command)
+}
+
+fn warm_up(setup: &Setup, url: &str, body: &str, stem: &str, started: &mut Vec<u32>) -> anyhow::Result<()> {
+    let mut args = oha::warmup_args(url, body, setup.warmup_requests);
+    args.splice(0..0, ["--output-format".to_owned(), "json".to_owned()]);
+    let path = setup.dir.join(format!("{stem}.warmup.json"));
+    run_oha(setup, &args, &path, WARMUP_TIMEOUT, "oha warm-up", started)?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let outcome = oha::parse(&text).context("warm-up output")?;
+    if outcome.ok == 0 {
+        bail!(
+            "no 2xx answer in the warm-up to {url} ({:?} {:?}); see the logs in {}",
+            outcome.statuses,
+            outcome.error_kinds,
+            setup.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs oha pinned to the load CPUs, its stdout to `out`, bounded by `limit`.
+fn run_oha(
+    setup: &Setup,
+    args: &[String],
+    out: &Path,
+    limit: Duration,
+    name: &str,
+    started: &mut Vec<u32>,
+) -> anyhow::Result<()> {
+    let mut command = pinned(&setup.load_cpus, &setup.oha);
+    command.args(["--worker-threads", &setup.load_threads.to_string()]).args(args).stdin(Stdio::null());
+    command.stdout(File::create(out).with_context(|| format!("{}", out.display()))?);
+    command.stderr(File::create(out.with_extension("stderr"))?);
+    let pid = procs::spawn(name, &mut command)?;
+    started.push(pid);
+    match tools::wait(pid, limit)? {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => bail!("{name} failed ({status}); see {}", out.with_extension("stderr").display()),
+        None => bail!("{name} ran over its {} s limit and was stopped", limit.as_secs()),
+    }
+}
+
+/// `taskset -c CPUS PROGRAM`: every process of a run is pinned the same way.
+fn pinned(cpus: &str, program: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", cpus]).arg(program).stdin(Stdio::null());
+    command
+}
+
+fn logged(command: &mut Command, path: &Path) -> anyhow::Result<()> {
+    let log = File::create(path).with_context(|| format!("{}", path.display()))?;
+    command.stderr(log.try_clone()?).stdout(log);
+    Ok(())
+}
+
+/// A port that was free a moment ago, on loopback. Another process could
+/// take it before the server binds; then the server fails to start and the
+/// run says so.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until something accepts on `port`, failing early if `pid` exits.
+fn wait_ready(pid: u32, port: u16, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = procs::try_wait(pid)? {
+            bail!("{name} exited ({status}) before accepting on port {port}");
+        }
+        if Instant::now() >= deadline {
+            bail!("{name} did not accept on port {port} within {} s", READY_TIMEOUT.as_secs());
+        }
+        pause(Duration::from_millis(20));
+    }
+}
+
+fn file_safe(name: &str) -> String {
+    name.replace(['@', '+'], "_")
+}
+
+/// `CLK_TCK` from `getconf`, else Linux's USER_HZ of 100.
+pub fn ticks_per_s() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").stdin(Stdio::null()).output();
+    out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100)
+}
