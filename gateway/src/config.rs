@@ -155,15 +155,21 @@ impl Default for HttpFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageFile {
-    /// `memory` (the default without `path`) or `redb` (the default with).
+    /// `memory` (the default without `path`), `redb` (the default with) or
+    /// `redis` (with `url`).
     pub kind: Option<String>,
     pub path: Option<PathBuf>,
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: Option<Secret>,
+    /// Prepended to every Redis key, so several deployments can share one
+    /// Redis.
+    pub key_prefix: Option<String>,
     pub usage_flush_ms: u64,
 }
 
 impl Default for StorageFile {
     fn default() -> Self {
-        StorageFile { kind: None, path: None, usage_flush_ms: defaults::USAGE_FLUSH_MS }
+        StorageFile { kind: None, path: None, url: None, key_prefix: None, usage_flush_ms: defaults::USAGE_FLUSH_MS }
     }
 }
 
@@ -346,6 +352,8 @@ pub struct Config {
 pub enum StorageKind {
     Memory,
     Redb(PathBuf),
+    /// Shared by every instance that names the same Redis and prefix.
+    Redis { url: Secret, key_prefix: String },
 }
 
 #[derive(Debug, Clone)]
@@ -802,16 +810,25 @@ fn validate_upstream(f: UpstreamFile) -> Result<UpstreamLimits, ConfigError> {
 }
 
 fn validate_storage(f: StorageFile) -> Result<Storage, ConfigError> {
+    if f.kind.as_deref() != Some("redis") && (f.url.is_some() || f.key_prefix.is_some()) {
+        return Err(invalid("storage.url", "url and key_prefix are for kind \"redis\""));
+    }
     let kind = match (f.kind.as_deref(), f.path) {
         (None | Some("memory"), None) => StorageKind::Memory,
         (Some("memory"), Some(_)) => return Err(invalid("storage.path", "kind \"memory\" keeps nothing on disk")),
         (None | Some("redb"), Some(path)) => StorageKind::Redb(path),
         (Some("redb"), None) => return Err(invalid("storage.path", "kind \"redb\" needs a file path")),
-        (Some("redis"), _) => {
-            return Err(invalid("storage.kind", "\"redis\" is not available yet: use \"memory\" or \"redb\""));
+        (Some("redis"), Some(_)) => return Err(invalid("storage.path", "kind \"redis\" takes a url, not a path")),
+        (Some("redis"), None) => {
+            let url = f.url.ok_or_else(|| invalid("storage.url", "kind \"redis\" needs a url (redis://host:port)"))?;
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                return Err(invalid("storage.url", "must start with redis:// or rediss://"));
+            }
+            let key_prefix = f.key_prefix.unwrap_or_else(|| store::RedisConfig::KEY_PREFIX_DEFAULT.to_owned());
+            StorageKind::Redis { url, key_prefix }
         }
         (Some(other), _) => {
-            return Err(invalid("storage.kind", format!("`{other}`: expected \"memory\" or \"redb\"")));
+            return Err(invalid("storage.kind", format!("`{other}`: expected \"memory\", \"redb\" or \"redis\"")));
         }
     };
     Ok(Storage { kind, usage_flush_ms: positive("storage.usage_flush_ms", f.usage_flush_ms)? })

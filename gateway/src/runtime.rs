@@ -482,13 +482,25 @@ fn control_plane(
                     dropped += broadcast(&links, &Command::Health { generation, deployment, verdict });
                 }
                 Ok(Report::Lease { shard, id, limit, window }) => {
-                    let units = quotas.grant(id.clone(), limit, window, shard);
+                    let mut units = quotas.grant(id.clone(), limit, window, shard);
+                    if units > 0 {
+                        // Other instances may have spent part of it.
+                        let reserved = tenancy.reserve(&id, limit, window, units);
+                        quotas.release(&id, window, shard, units - reserved);
+                        units = reserved;
+                    }
                     if let Some(link) = links.get(shard) {
                         dropped += send(link, Command::Grant { id, window, units });
                     }
                 }
-                Ok(Report::Release { shard, id, window, units }) => quotas.release(&id, window, shard, units),
-                Ok(Report::Overdraw { id, limit, window, units }) => quotas.overdraw(id, limit, window, units),
+                Ok(Report::Release { shard, id, window, units }) => {
+                    quotas.release(&id, window, shard, units);
+                    tenancy.release(&id, window, units);
+                }
+                Ok(Report::Overdraw { id, limit, window, units }) => {
+                    let _ = tenancy.reserve(&id, u64::MAX, window, units);
+                    quotas.overdraw(id, limit, window, units);
+                }
                 Ok(Report::Usage { rows }) => tenancy.add_usage(&rows),
                 Ok(Report::Ask { shard, ticket, question }) => {
                     let body = tenancy.answer(&question);

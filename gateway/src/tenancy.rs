@@ -9,6 +9,15 @@
 //! (with `redb`; `memory` keeps nothing across restarts). A failed write
 //! keeps the batch for the next flush.
 //!
+//! With `redis` storage several instances share usage and limits: every
+//! lease the control plane grants a shard is first reserved in Redis
+//! (atomically, per key and window), so the instances together never grant
+//! more than a limit. When Redis cannot be reached, grants come from this
+//! instance's own book alone (said once in the log), usage stays in the
+//! ledger, and both are written to Redis once it answers again: each
+//! instance may then admit up to the limit on its own for the windows of the
+//! outage.
+//!
 //! Budgets: after each flush the spend of every key with a budget (the
 //! store's, plus what is not written yet) is compared with it; the set of
 //! keys over budget goes to every shard, which then refuses them. The
@@ -27,6 +36,8 @@ use crate::shard::Question;
 /// The control plane's tenancy state.
 pub struct Tenancy {
     store: Box<dyn Store>,
+    /// The reservations of limits across instances (`redis` storage).
+    shared: Option<Shared>,
     ledger: Ledger,
     config: Config,
     flush_every: Duration,
@@ -36,17 +47,38 @@ pub struct Tenancy {
     failing: bool,
 }
 
+/// Limits shared through Redis.
+struct Shared {
+    redis: store::RedisStore,
+    /// Units granted while Redis was away, per counter name: reserved once
+    /// it answers again (for windows not over yet).
+    unreserved: std::collections::HashMap<String, (u64, u64)>,
+    /// Whether the last call failed (said once until one succeeds).
+    down: bool,
+}
+
 impl Tenancy {
     /// Opens the configured store.
     pub fn open(config: &Config) -> Result<Tenancy, String> {
+        let mut shared = None;
         let store: Box<dyn Store> = match &config.storage.kind {
             StorageKind::Memory => Box::new(store::MemoryStore::default()),
             StorageKind::Redb(path) => Box::new(
                 store::RedbStore::open(path).map_err(|e| format!("cannot open the store {}: {e}", path.display()))?,
             ),
+            StorageKind::Redis { url, key_prefix } => {
+                let redis_config = || store::RedisConfig {
+                    key_prefix: key_prefix.clone(),
+                    ..store::RedisConfig::new(url.expose())
+                };
+                let open = |c| store::RedisStore::open(c).map_err(|e| format!("storage.url: {e}"));
+                shared = Some(Shared { redis: open(redis_config())?, unreserved: Default::default(), down: false });
+                Box::new(open(redis_config())?)
+            }
         };
         Ok(Tenancy {
             store,
+            shared,
             ledger: Ledger::default(),
             config: config.clone(),
             flush_every: Duration::from_millis(config.storage.usage_flush_ms),
@@ -60,6 +92,37 @@ impl Tenancy {
     pub fn reload(&mut self, config: &Config) {
         self.config = config.clone();
         self.flush_every = Duration::from_millis(config.storage.usage_flush_ms);
+    }
+
+    /// Reserves `units` of a counter in Redis before they are granted;
+    /// returns how many may be granted (all of them without Redis, or when
+    /// it is away).
+    pub fn reserve(&mut self, id: &store::quota::CounterId, limit: u64, window: u64, units: u64) -> u64 {
+        let Some(shared) = &mut self.shared else { return units };
+        let name = counter_name(id, window);
+        let window_end = (window + 1) * 60;
+        shared.settle(window);
+        match shared.redis.reserve(&name, window_end, units, limit) {
+            Ok(granted) => {
+                shared.up();
+                granted
+            }
+            Err(e) => {
+                shared.went_down(&e);
+                let debt = shared.unreserved.entry(name).or_insert((window, 0));
+                debt.1 += units;
+                units
+            }
+        }
+    }
+
+    /// Gives units back to Redis (a shard's unused lease).
+    pub fn release(&mut self, id: &store::quota::CounterId, window: u64, units: u64) {
+        let Some(shared) = &mut self.shared else { return };
+        let name = counter_name(id, window);
+        if let Err(e) = shared.redis.release(&name, units) {
+            shared.went_down(&e);
+        }
     }
 
     /// A shard's usage report.
@@ -139,6 +202,45 @@ impl Tenancy {
             }
         }
     }
+}
+
+impl Shared {
+    fn up(&mut self) {
+        if self.down {
+            eprintln!("corelay: storage: Redis answers again; limits are shared again");
+        }
+        self.down = false;
+    }
+
+    fn went_down(&mut self, e: &store::StoreError) {
+        if !self.down {
+            eprintln!("corelay: storage: Redis is unavailable ({e}); limits are this instance's own until it returns");
+        }
+        self.down = true;
+    }
+
+    /// Reserves what was granted while Redis was away, for windows not
+    /// over yet; older debts are dropped (their window's counter expired).
+    fn settle(&mut self, window: u64) {
+        self.unreserved.retain(|_, (w, _)| *w >= window);
+        let debts: Vec<(String, u64, u64)> = self.unreserved.iter().map(|(n, &(w, u))| (n.clone(), w, u)).collect();
+        for (name, w, units) in debts {
+            if self.redis.reserve(&name, (w + 1) * 60, units, u64::MAX).is_err() {
+                return;
+            }
+            self.unreserved.remove(&name);
+        }
+    }
+}
+
+/// The Redis counter of a limit in a window: the key's limit id, what is
+/// counted, and the window (a minute), so each window starts from zero.
+fn counter_name(id: &store::quota::CounterId, window: u64) -> String {
+    let what = match id.measure {
+        store::quota::Measure::Requests => "rpm",
+        store::quota::Measure::Tokens => "tpm",
+    };
+    format!("{:016x}:{what}:{window}", id.key)
 }
 
 fn error_body(message: &str) -> Vec<u8> {

@@ -587,3 +587,83 @@ pub fn bedrock_event(event_type: &str, payload: &str) -> Vec<u8> {
         payload.as_bytes(),
     )
 }
+
+// ---------------------------------------------------------------------------
+// A real redis-server.
+
+/// A `redis-server` of one test: loopback, its own directory, an
+/// append-only file synced on every write (so a restart keeps everything),
+/// killed by pid when dropped.
+pub struct RedisServer {
+    program: PathBuf,
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (saying so) when `redis-server` is not
+    /// installed; under CI (`CI` set) its absence is a failure, since
+    /// `.ci/run` installs it.
+    pub fn start() -> Option<RedisServer> {
+        let path = std::env::var_os("PATH")?;
+        let Some(program) = std::env::split_paths(&path).map(|d| d.join("redis-server")).find(|p| p.is_file()) else {
+            assert!(std::env::var_os("CI").is_none(), "redis-server is not on PATH under CI (.ci/run installs it)");
+            println!("skipped: redis-server is not on PATH (apt-get install redis-server)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = RedisServer { program, port, dir: TempDir::new(), child: None };
+        server.spawn();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, by pid, and wait.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with what it had written.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(&self.program)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no", "--logfile", ""])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("redis-server ready");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -119,3 +119,64 @@ fn a_budget_stops_its_key_once_spent() {
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["type"].as_str(), Some("error"));
 }
+
+fn redis_config(url: &str, flush_ms: u64, key_extra: &str) -> String {
+    config(&format!("[storage]\nkind = \"redis\"\nurl = \"{url}\"\nusage_flush_ms = {flush_ms}"), key_extra)
+}
+
+#[test]
+fn two_instances_sharing_redis_admit_one_limit_between_them() {
+    let Some(redis) = RedisServer::start() else { return };
+    const LIMIT: usize = 20;
+    let text = redis_config(&redis.url(), 100, &format!("rpm = {LIMIT}"));
+    let (a, b) = (Gateway::start(&text), Gateway::start(&text));
+    within_one_window(Duration::from_secs(10));
+    let mut admitted = 0;
+    for i in 0..4 * LIMIT {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        match post(gw, "/v1/chat/completions", &chat_body("m", false)).status {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    // Every grant is reserved in Redis first: the two together admit the
+    // limit, not twice it.
+    assert!((LIMIT - 1..=LIMIT).contains(&admitted), "{admitted} of {LIMIT}");
+    // And they see each other's usage.
+    let v = usage_with(&a, admitted as u64);
+    assert_eq!(v["total"]["requests"].as_u64(), Some(admitted as u64), "{v}");
+}
+
+#[test]
+fn losing_redis_fails_no_request_and_usage_reaches_it_when_it_returns() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let gw = Gateway::start(&redis_config(&redis.url(), 100, "rpm = 1000"));
+    for _ in 0..3 {
+        assert_eq!(post(&gw, "/v1/chat/completions", &chat_body("m", false)).status, 200);
+    }
+    usage_with(&gw, 3);
+    redis.kill();
+    for _ in 0..4 {
+        let r = post(&gw, "/v1/chat/completions", &chat_body("m", false));
+        assert_eq!(r.status, 200, "served on local leases: {}", r.text());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    // The usage kept in the ledger meanwhile is written once Redis is back:
+    // another instance reads it all from Redis.
+    let v = usage_with(&gw, 7);
+    assert_eq!(v["total"]["requests"].as_u64(), Some(7), "{v}");
+    let other = Gateway::start(&redis_config(&redis.url(), 100, "rpm = 1000"));
+    let v = usage_with(&other, 7);
+    assert_eq!(v["total"]["requests"].as_u64(), Some(7), "{v}");
+}
+
+/// Waits, when the wall-clock minute is about to end, for the next one.
+fn within_one_window(needed: Duration) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let into = Duration::from_millis((now.as_millis() % 60_000) as u64);
+    if into + needed > Duration::from_secs(59) {
+        std::thread::sleep(Duration::from_secs(60) - into + Duration::from_millis(200));
+    }
+}
