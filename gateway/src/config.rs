@@ -353,7 +353,10 @@ pub enum StorageKind {
     Memory,
     Redb(PathBuf),
     /// Shared by every instance that names the same Redis and prefix.
-    Redis { url: Secret, key_prefix: String },
+    Redis {
+        url: Secret,
+        key_prefix: String,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -67,10 +67,8 @@ impl Tenancy {
                 store::RedbStore::open(path).map_err(|e| format!("cannot open the store {}: {e}", path.display()))?,
             ),
             StorageKind::Redis { url, key_prefix } => {
-                let redis_config = || store::RedisConfig {
-                    key_prefix: key_prefix.clone(),
-                    ..store::RedisConfig::new(url.expose())
-                };
+                let redis_config =
+                    || store::RedisConfig { key_prefix: key_prefix.clone(), ..store::RedisConfig::new(url.expose()) };
                 let open = |c| store::RedisStore::open(c).map_err(|e| format!("storage.url: {e}"));
                 shared = Some(Shared { redis: open(redis_config())?, unreserved: Default::default(), down: false });
                 Box::new(open(redis_config())?)
