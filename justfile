@@ -42,7 +42,7 @@ bench *args:
 
 # Criterion micro-benchmarks of the hot paths.
 bench-micro:
-    cargo bench -p translate
+    cargo bench -p translate && cargo bench -p gateway --bench hot_path
 
 # Criterion benches of the translation hot paths.
 bench-translate:
