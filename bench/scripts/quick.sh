@@ -42,20 +42,25 @@ for _ in $(seq 100); do grep -q listening "$tmp/gw.log" && break; sleep 0.05; do
 url="http://127.0.0.1:$gw_port/v1/chat/completions"
 taskset -c 1 "$oha" -n 200 -m POST -H 'Content-Type: application/json' -d "$body" --no-tui "$url" >/dev/null
 ticks() { awk '{print $14 + $15}' "/proc/$gw/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$gw/stat"; }
 before=$(ticks)
+sys_before=$(sys_ticks)
 taskset -c 1 "$oha" -z "${secs}s" -q "$rps" -c 50 -m POST -H 'Content-Type: application/json' -d "$body" \
   --no-tui --output-format json "$url" >"$tmp/oha.json"
 after=$(ticks)
+sys_after=$(sys_ticks)
 hz=$(getconf CLK_TCK)
-python3 - "$tmp/oha.json" "$before" "$after" "$hz" "$(grep VmHWM /proc/$gw/status | awk '{print $2}')" <<'PY'
+python3 - "$tmp/oha.json" "$before" "$after" "$hz" "$(grep VmHWM /proc/$gw/status | awk '{print $2}')" \
+  "$sys_before" "$sys_after" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 before, after, hz, hwm = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+sys_share = (int(sys.argv[7]) - int(sys.argv[6])) / max(after - before, 1)
 s = d["summary"]; p = d["latencyPercentiles"]
 n = sum(d["statusCodeDistribution"].values())
 ok = d["statusCodeDistribution"].get("200", 0)
 cpu_us = (after - before) / hz * 1e6 / max(n, 1)
 print(f"rps {s['requestsPerSec']:.0f}  ok {ok}/{n}  p50 {p['p50']*1e3:.3f} ms  p99 {p['p99']*1e3:.3f} ms  "
       f"p99.9 {p['p99.9']*1e3:.3f} ms")
-print(f"cpu/request {cpu_us:.1f} us  peak RSS {hwm/1024:.1f} MB")
+print(f"cpu/request {cpu_us:.1f} us ({sys_share:.0%} in the kernel)  peak RSS {hwm/1024:.1f} MB")
 PY
