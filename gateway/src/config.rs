@@ -569,13 +569,34 @@ pub struct Key {
     /// Per model (or alias) name: (rpm, tpm).
     pub model_limits: HashMap<String, (Option<u64>, Option<u64>)>,
     pub budget: Option<store::Budget>,
+    /// The key's id in the usage ledger and the store: a runtime key's own
+    /// id, or `cfg-` and the limit id in hex for a config key (which has no
+    /// stored record).
+    pub ledger: store::KeyId,
 }
 
 impl Key {
-    /// The key's id in the usage ledger and the store: `cfg-` and its
-    /// limit id in hex (a config key has no stored record).
-    pub fn ledger_id(&self) -> store::KeyId {
-        store::KeyId::parse(format!("cfg-{:016x}", self.limit_id())).unwrap_or_else(|_| unreachable_id())
+    /// The key's id in the usage ledger and the store.
+    pub fn ledger_id(&self) -> &store::KeyId {
+        &self.ledger
+    }
+
+    /// A key created at run time, from its stored record.
+    pub fn from_record(record: &store::KeyRecord) -> Key {
+        let mut key = Key {
+            name: record.name.clone(),
+            secret_sha256: record.secret_sha256,
+            models: ModelAllowlist::parse(&record.models.patterns()),
+            rpm: record.rpm.map(u64::from),
+            tpm: record.tpm,
+            expires_at: record.expires_at,
+            model_limits: HashMap::new(),
+            budget: record.budget,
+            ledger: record.id.clone(),
+        };
+        // A runtime key's limits are counted under its own id.
+        key.ledger = record.id.clone();
+        key
     }
 
     /// The identity of this key's limits for one model (see
@@ -1237,6 +1258,8 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
                 Some(store::Budget { usd_micros: (usd * 1_000_000.0).round() as u64, period })
             }
         };
+        let limit_id = u64::from_le_bytes(secret_sha256[..8].try_into().unwrap_or_default());
+        let ledger = store::KeyId::parse(format!("cfg-{limit_id:016x}")).unwrap_or_else(|_| unreachable_id());
         out.push(Key {
             name: k.name,
             secret_sha256,
@@ -1246,6 +1269,7 @@ fn validate_keys(keys: Vec<KeyFile>) -> Result<Vec<Key>, ConfigError> {
             expires_at,
             model_limits,
             budget,
+            ledger,
         });
     }
     Ok(out)

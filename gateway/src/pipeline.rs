@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use translate::openai::{self, ChatPeek, ChunkKind};
 use translate::sse::{Piece, Splitter};
 
-use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, ProviderKind};
+use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, Key, ProviderKind};
 use translate::stream::Dialect as Wire;
 
 use crate::error::{Dialect, GatewayError};
@@ -27,7 +27,7 @@ use crate::http::codec::{self, Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
 use crate::mock;
 use crate::routing::{Attempts, Next, Plan};
-use crate::shard::{Counter, Shard, Snapshot};
+use crate::shard::{Counter, KeyTable, Shard, Snapshot};
 use crate::upstream::{self, Body, Conn, ExchangeStats, Target};
 
 /// A request as the pipeline sees it.
@@ -144,14 +144,15 @@ pub async fn handle(
     if endpoint == Route::Health {
         return ignore_io(responder.json(200, b"{\"status\":\"ok\"}").await);
     }
-    let key = authenticate(snapshot, request)?;
+    let keys = shard.keys();
+    let key = authenticate(&keys, request)?;
     match endpoint {
         Route::Chat => chat(shard, snapshot, request, key, Dialect::OpenAi, responder, scratch).await,
         Route::Messages => chat(shard, snapshot, request, key, Dialect::Anthropic, responder, scratch).await,
         Route::CountTokens => count_tokens(shard, snapshot, request, key, responder, scratch).await,
         Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
-        Route::Usage => usage(shard, snapshot, request, key, responder).await,
+        Route::Usage => usage(shard, request, key, responder).await,
         Route::Metrics => {
             let body = metrics_body(shard);
             ignore_io(responder.send(200, b"text/plain; version=0.0.4", &[], body.as_bytes()).await)
@@ -197,8 +198,8 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
 // Phase 3 ----------------------------------------------------------------
 
 /// The index of the caller's key, or `None` when auth is off.
-fn authenticate(snapshot: &Snapshot, request: &Request<'_>) -> Result<Option<usize>, GatewayError> {
-    if !snapshot.auth_required() {
+fn authenticate<'k>(keys: &'k KeyTable, request: &Request<'_>) -> Result<Option<&'k Key>, GatewayError> {
+    if !keys.auth_required() {
         return Ok(None);
     }
     let bearer = request
@@ -215,16 +216,13 @@ fn authenticate(snapshot: &Snapshot, request: &Request<'_>) -> Result<Option<usi
     };
     // Only the digest is looked up: the table holds no secret to time.
     let digest = crate::config::key_digest(secret);
-    let Some(&index) = snapshot.keys.get(&digest) else {
+    let Some(key) = keys.find(&digest) else {
         return Err(GatewayError::Unauthorized("Incorrect API key provided.".into()));
     };
-    if snapshot.config.keys[index].expires_at.is_some_and(|at| crate::limits::unix_seconds() >= at) {
-        return Err(GatewayError::Unauthorized(format!(
-            "This API key (`{}`) has expired.",
-            snapshot.config.keys[index].name
-        )));
+    if key.expires_at.is_some_and(|at| crate::limits::unix_seconds() >= at) {
+        return Err(GatewayError::Unauthorized(format!("This API key (`{}`) has expired.", key.name)));
     }
-    Ok(Some(index))
+    Ok(Some(key))
 }
 
 // Phases 4-6 --------------------------------------------------------------
@@ -242,8 +240,8 @@ struct Resolved<'s> {
     attempt: String,
     /// Where the answer's tokens are charged: the key's token limit.
     charge: Option<TokenCharge>,
-    /// The caller's key, by index, for the usage ledger.
-    key: Option<usize>,
+    /// The caller's key, for the usage ledger.
+    key: Option<&'s Key>,
     /// The served model this attempt answers for (the requested one or a
     /// fallback), as the ledger records it.
     model: &'s str,
@@ -263,13 +261,12 @@ struct TokenCharge {
 /// usage is known.
 async fn admit_key(
     shard: &Shard,
-    snapshot: &Snapshot,
-    key: Option<usize>,
+    key: Option<&Key>,
     asked: &str,
     served: &str,
 ) -> Result<Option<TokenCharge>, GatewayError> {
     use store::quota::Measure;
-    let Some(key) = key.map(|k| &snapshot.config.keys[k]) else { return Ok(None) };
+    let Some(key) = key else { return Ok(None) };
     if key.budget.is_some() && shard.is_exhausted(key.limit_id()) {
         return Err(GatewayError::BudgetExceeded { key: key.name.clone() });
     }
@@ -313,7 +310,7 @@ impl Resolved<'_> {
 
 /// The served model a request's `model` stands for (an alias followed),
 /// once the caller's key may use it.
-fn authorize<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Result<&'s str, GatewayError> {
+fn authorize<'s>(snapshot: &'s Snapshot, key: Option<&Key>, model: &str) -> Result<&'s str, GatewayError> {
     let config = &snapshot.config;
     let target = match config.aliases.get(model) {
         Some(target) => target.as_str(),
@@ -323,7 +320,7 @@ fn authorize<'s>(snapshot: &'s Snapshot, key: Option<usize>, model: &str) -> Res
         },
     };
     if let Some(k) = key {
-        let allow = &config.keys[k].models;
+        let allow = &k.models;
         if !allow.allows(model) && !allow.allows(target) {
             return Err(GatewayError::Forbidden(format!("This key is not allowed to use the model `{model}`.")));
         }
@@ -345,7 +342,7 @@ async fn next_attempt<'s>(
     attempts: &mut Attempts<'s>,
     client_model: &str,
     charge: Option<TokenCharge>,
-    key: Option<usize>,
+    key: Option<&'s Key>,
 ) -> Option<Resolved<'s>> {
     let config = &snapshot.config;
     let now = Instant::now();
@@ -429,7 +426,7 @@ async fn chat(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
-    key: Option<usize>,
+    key: Option<&Key>,
     front: Dialect,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
@@ -440,7 +437,7 @@ async fn chat(
     if peek.stream {
         shard.count(Counter::Streams, 1);
     }
-    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
+    let charge = admit_key(shard, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
@@ -669,13 +666,13 @@ async fn count_tokens(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
-    key: Option<usize>,
+    key: Option<&Key>,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
     let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let model = authorize(snapshot, key, &peek.model)?;
-    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
+    let charge = admit_key(shard, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = match &resolved.deployment.kind {
@@ -771,7 +768,7 @@ async fn embeddings(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
-    key: Option<usize>,
+    key: Option<&Key>,
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
@@ -780,7 +777,7 @@ async fn embeddings(
         return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
     }
     let model = authorize(snapshot, key, &peek.model)?;
-    let charge = admit_key(shard, snapshot, key, &peek.model, model).await?;
+    let charge = admit_key(shard, key, &peek.model, model).await?;
     let mut attempts = attempts_for(snapshot, model);
     while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
@@ -1559,13 +1556,12 @@ fn account(shard: &Shard, resolved: &Resolved<'_>, usage: Option<translate::Usag
 /// and hour, with its cost, from the control plane's ledger and store.
 async fn usage(
     shard: &Shard,
-    snapshot: &Snapshot,
     request: &Request<'_>,
-    key: Option<usize>,
+    key: Option<&Key>,
     responder: &mut Responder<'_>,
 ) -> Result<(), GatewayError> {
-    let (id, name) = match key.map(|k| &snapshot.config.keys[k]) {
-        Some(k) => (k.ledger_id(), k.name.clone()),
+    let (id, name) = match key {
+        Some(k) => (k.ledger_id().clone(), k.name.clone()),
         None => (crate::shard::anonymous_key(), "anonymous".to_owned()),
     };
     let target = &request.buf[request.head.target.clone()];
@@ -1594,9 +1590,9 @@ async fn usage(
 
 /// `GET /v1/models`: every served model and alias the caller may use, in
 /// OpenAI's list shape, sorted by id.
-fn models_body(snapshot: &Snapshot, key: Option<usize>) -> Vec<u8> {
+fn models_body(snapshot: &Snapshot, key: Option<&Key>) -> Vec<u8> {
     let config = &snapshot.config;
-    let allowed = |name: &str| key.is_none_or(|k| config.keys[k].models.allows(name));
+    let allowed = |name: &str| key.is_none_or(|k| k.models.allows(name));
     let mut entries: Vec<(&str, &str)> = Vec::new();
     for (model, deployments) in &config.routes {
         if allowed(model) {

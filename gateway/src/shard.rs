@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Key};
 use crate::limits::Leases;
 use crate::routing::{Breakers, Verdict};
 use crate::upstream::Pool;
@@ -49,6 +49,8 @@ pub enum Command {
     Grant { id: CounterId, window: u64, units: u64 },
     /// The keys (by limit id) whose budget is spent.
     Exhausted(Arc<HashSet<u64>>),
+    /// Every key created at run time (revoked ones left out).
+    Keys(Arc<Vec<Key>>),
     /// The answer to this shard's [`Report::Ask`]: a JSON body.
     Answer { ticket: u64, body: Vec<u8> },
     /// Stop accepting, finish what is in flight, stop.
@@ -85,7 +87,10 @@ pub enum Report {
 
 /// Usage not reported yet: per key index (`None`: no keys), per served
 /// model, the summed usage and the request count.
-type UsageByKey = HashMap<Option<usize>, HashMap<String, (store::Usage, u64)>>;
+/// Usage not reported yet: per key (by limit id; 0 for requests without a
+/// key), its ledger id and, per served model, the summed usage and the
+/// request count.
+type UsageByKey = HashMap<u64, (store::KeyId, HashMap<String, (store::Usage, u64)>)>;
 
 /// How long a request waits for the control plane's answer to a question.
 const ASK_WAIT_MS: u64 = 2_000;
@@ -104,8 +109,6 @@ pub struct Snapshot {
     pub config: Config,
     /// TLS client config per deployment (https deployments only).
     pub tls: Vec<Option<Arc<rustls::ClientConfig>>>,
-    /// Key digest to index in `config.keys`.
-    pub keys: HashMap<[u8; 32], usize>,
     /// Addresses per deployment as resolved when this snapshot was built.
     /// The shard's refreshed table replaces them while this generation is
     /// current; a request that outlives its generation keeps these.
@@ -119,8 +122,7 @@ impl Snapshot {
         tls: Vec<Option<Arc<rustls::ClientConfig>>>,
         dns: DnsTable,
     ) -> Snapshot {
-        let keys = config.keys.iter().enumerate().map(|(i, k)| (k.secret_sha256, i)).collect();
-        Snapshot { generation, config, tls, keys, dns }
+        Snapshot { generation, config, tls, dns }
     }
 
     /// A connection pool for this snapshot's deployments.
@@ -128,9 +130,37 @@ impl Snapshot {
         let origins = self.config.deployments.iter().map(|d| d.kind.endpoint().map(|e| e.origin())).collect();
         Pool::new(self.generation, origins, &self.config.upstream)
     }
+}
 
+/// Every key a shard accepts: the config's `[[keys]]` and the keys created
+/// at run time through the admin API, found by the SHA-256 of the secret.
+#[derive(Debug, Default)]
+pub struct KeyTable {
+    pub keys: Vec<Key>,
+    by_digest: HashMap<[u8; 32], usize>,
+}
+
+impl KeyTable {
+    /// The config's keys, then the runtime ones (a runtime key never shares
+    /// a digest with a config key: the config's wins).
+    pub fn build(config: &[Key], runtime: &[Key]) -> KeyTable {
+        let mut table = KeyTable::default();
+        for key in config.iter().chain(runtime) {
+            if !table.by_digest.contains_key(&key.secret_sha256) {
+                table.by_digest.insert(key.secret_sha256, table.keys.len());
+                table.keys.push(key.clone());
+            }
+        }
+        table
+    }
+
+    pub fn find(&self, digest: &[u8; 32]) -> Option<&Key> {
+        self.by_digest.get(digest).map(|&i| &self.keys[i])
+    }
+
+    /// Whether requests must present a key: some key exists.
     pub fn auth_required(&self) -> bool {
-        !self.config.keys.is_empty()
+        !self.keys.is_empty()
     }
 }
 
@@ -192,8 +222,14 @@ pub struct Shard {
     /// Usage since the last report: per key index (`None`: no keys), per
     /// served model, the summed usage and the request count.
     usage: RefCell<UsageByKey>,
+    /// Rows a full channel sent back, for the next report.
+    unreported: RefCell<Vec<store::UsageRow>>,
     /// Keys whose budget is spent, by limit id.
     exhausted: RefCell<Arc<HashSet<u64>>>,
+    /// The keys this shard accepts (see [`KeyTable`]).
+    keys: RefCell<Rc<KeyTable>>,
+    /// The keys created at run time, as the control plane last sent them.
+    runtime_keys: RefCell<Arc<Vec<Key>>>,
     /// Questions out to the control plane, by ticket.
     asks: RefCell<HashMap<u64, local_sync::oneshot::Sender<Vec<u8>>>>,
     next_ticket: Cell<u64>,
@@ -216,6 +252,7 @@ impl Shard {
         // must not be shared with other cores.
         let snapshot = Rc::new(snapshot.clone());
         let pool = Rc::new(snapshot.pool());
+        let keys = Rc::new(KeyTable::build(&snapshot.config.keys, &[]));
         let breakers = Breakers::default();
         breakers.reset(snapshot.generation, snapshot.config.deployments.len());
         Shard {
@@ -231,6 +268,9 @@ impl Shard {
             breakers,
             leases: Leases::default(),
             usage: RefCell::default(),
+            unreported: RefCell::default(),
+            keys: RefCell::new(keys),
+            runtime_keys: RefCell::default(),
             exhausted: RefCell::default(),
             asks: RefCell::default(),
             next_ticket: Cell::new(0),
@@ -238,10 +278,22 @@ impl Shard {
         }
     }
 
+    /// The keys this shard accepts now.
+    pub fn keys(&self) -> Rc<KeyTable> {
+        self.keys.borrow().clone()
+    }
+
+    fn rebuild_keys(&self) {
+        let table = KeyTable::build(&self.snapshot.borrow().config.keys, &self.runtime_keys.borrow());
+        *self.keys.borrow_mut() = Rc::new(table);
+    }
+
     /// Adds an answer's usage to what the next report carries.
-    pub fn record_usage(&self, key: Option<usize>, model: &str, usage: &translate::Usage) {
+    pub fn record_usage(&self, key: Option<&Key>, model: &str, usage: &translate::Usage) {
         let mut all = self.usage.borrow_mut();
-        let models = all.entry(key).or_default();
+        let (_, models) = all
+            .entry(key.map_or(0, Key::limit_id))
+            .or_insert_with(|| (key.map_or_else(anonymous_key, |k| k.ledger_id().clone()), HashMap::new()));
         if !models.contains_key(model) {
             models.insert(model.to_owned(), (store::Usage::default(), 0));
         }
@@ -255,20 +307,16 @@ impl Shard {
         }
     }
 
-    /// The usage recorded since the last call, as ledger rows of the hour
-    /// `at_unix` falls in, priced with the shard's config.
+    /// The usage recorded since the last call (and rows that could not be
+    /// reported before), as ledger rows of the hour `at_unix` falls in,
+    /// priced with the shard's config.
     pub fn take_usage(&self, at_unix: u64) -> Vec<store::UsageRow> {
         let snapshot = self.snapshot();
-        let config = &snapshot.config;
+        let prices = &snapshot.config.prices;
         let all = std::mem::take(&mut *self.usage.borrow_mut());
-        let mut rows = Vec::new();
-        for (key, models) in all {
-            let key_id = match key.and_then(|k| config.keys.get(k)) {
-                Some(k) => k.ledger_id(),
-                None => anonymous_key(),
-            };
+        let mut rows = std::mem::take(&mut *self.unreported.borrow_mut());
+        for (_, (key_id, models)) in all {
             for (model, (usage, requests)) in models {
-                let cost_micros = config.prices.cost_micros(&model, &usage).unwrap_or(0);
                 let counters = store::Counters {
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens,
@@ -276,7 +324,7 @@ impl Shard {
                     cache_write_tokens: usage.cache_write_tokens,
                     reasoning_tokens: usage.reasoning_tokens,
                     requests,
-                    cost_micros,
+                    cost_micros: prices.cost_micros(&model, &usage).unwrap_or(0),
                 };
                 let key =
                     store::UsageKey { key_id: key_id.clone(), model, hour_unix: store::ledger::hour_start(at_unix) };
@@ -286,27 +334,10 @@ impl Shard {
         rows
     }
 
-    /// Puts back rows that could not be reported (a full channel), merged
-    /// by key id and model under the current config.
+    /// Keeps rows that could not be reported (a full channel) for the next
+    /// report.
     pub fn restore_usage(&self, rows: Vec<store::UsageRow>) {
-        let snapshot = self.snapshot();
-        for row in rows {
-            let key = snapshot.config.keys.iter().position(|k| k.ledger_id() == row.key.key_id);
-            let c = row.counters;
-            let usage = translate::Usage {
-                prompt_tokens: c.prompt_tokens,
-                completion_tokens: c.completion_tokens,
-                cached_tokens: c.cached_tokens,
-                cache_write_tokens: c.cache_write_tokens,
-                reasoning_tokens: c.reasoning_tokens,
-            };
-            self.record_usage(key, &row.key.model, &usage);
-            // `record_usage` counted one request; the rows held `requests`.
-            let mut all = self.usage.borrow_mut();
-            if let Some((_, requests)) = all.get_mut(&key).and_then(|m| m.get_mut(&row.key.model)) {
-                *requests += c.requests.saturating_sub(1);
-            }
-        }
+        self.unreported.borrow_mut().extend(rows);
     }
 
     /// Whether the key (by limit id) has spent its budget.
@@ -407,6 +438,8 @@ impl Shard {
                     self.report(Report::Usage { rows });
                 }
                 let snapshot = Rc::new((*snapshot).clone());
+                let runtime = self.runtime_keys.borrow().clone();
+                *self.keys.borrow_mut() = Rc::new(KeyTable::build(&snapshot.config.keys, &runtime));
                 *self.dns.borrow_mut() = Rc::new(snapshot.dns.clone());
                 // Deployment indexes may have changed: a fresh pool of the
                 // new generation. Connections of the old one still in use
@@ -426,6 +459,10 @@ impl Shard {
             }
             Command::Grant { id, window, units } => self.leases.granted(id, window, units),
             Command::Exhausted(keys) => *self.exhausted.borrow_mut() = keys,
+            Command::Keys(keys) => {
+                *self.runtime_keys.borrow_mut() = keys;
+                self.rebuild_keys();
+            }
             Command::Answer { ticket, body } => {
                 if let Some(waiter) = self.asks.borrow_mut().remove(&ticket) {
                     let _ = waiter.send(body);

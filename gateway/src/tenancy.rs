@@ -172,8 +172,8 @@ impl Tenancy {
             let Some(budget) = key.budget else { continue };
             let window = budget.period.window(now);
             let id = key.ledger_id();
-            let stored = self.store.spend_micros(&id, &window).unwrap_or(0);
-            if stored + self.ledger.spend_micros(&id, &window) >= budget.usd_micros {
+            let stored = self.store.spend_micros(id, &window).unwrap_or(0);
+            if stored + self.ledger.spend_micros(id, &window) >= budget.usd_micros {
                 over.insert(key.limit_id());
             }
         }
