@@ -111,6 +111,8 @@ pub struct File {
     pub fallbacks: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub storage: StorageFile,
+    /// The bearer token of the admin API; without it the API is off.
+    pub admin_token: Option<Secret>,
     /// Per model: `[models.NAME.pricing]`, over the built-in price table.
     #[serde(default)]
     pub models: BTreeMap<String, ModelFile>,
@@ -343,6 +345,7 @@ pub struct Config {
     pub fallbacks: HashMap<String, Vec<String>>,
     pub keys: Vec<Key>,
     pub storage: Storage,
+    pub admin_token: Option<Secret>,
     /// The built-in prices with `[models.NAME.pricing]` over them.
     pub prices: std::sync::Arc<store::PriceTable>,
 }
@@ -738,6 +741,10 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         fallbacks,
         keys,
         storage,
+        admin_token: match file.admin_token {
+            Some(t) if t.len() < 16 => return Err(invalid("admin_token", "must be at least 16 characters")),
+            t => t,
+        },
         prices: std::sync::Arc::new(prices),
     })
 }

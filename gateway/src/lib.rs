@@ -11,6 +11,7 @@
 //! - [`sigv4`]: AWS SigV4 signing and the model path for Bedrock.
 //! - [`sys`]: the one module with `unsafe`: socket calls monoio lacks.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod http;

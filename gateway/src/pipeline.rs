@@ -41,6 +41,19 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// The request target, path and query, as text (`""` when it is not
+    /// UTF-8).
+    pub fn target(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.head.target.clone()]).unwrap_or_default()
+    }
+
+    /// The token of `Authorization: Bearer TOKEN`, trimmed.
+    pub fn authorization_bearer(&self) -> Option<&[u8]> {
+        self.header(&self.head.authorization)
+            .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")))
+            .map(<[u8]>::trim_ascii)
+    }
+
     fn path(&self) -> &[u8] {
         let target = &self.buf[self.head.target.clone()];
         target.split(|&b| b == b'?').next().unwrap_or(target)
@@ -72,6 +85,8 @@ pub enum Route {
     Models,
     /// The caller's own usage.
     Usage,
+    /// `/admin/...`, behind the admin token.
+    Admin,
     Health,
     Metrics,
 }
@@ -144,6 +159,9 @@ pub async fn handle(
     if endpoint == Route::Health {
         return ignore_io(responder.json(200, b"{\"status\":\"ok\"}").await);
     }
+    if endpoint == Route::Admin {
+        return crate::admin::handle(shard, snapshot, request, responder).await;
+    }
     let keys = shard.keys();
     let key = authenticate(&keys, request)?;
     match endpoint {
@@ -157,7 +175,7 @@ pub async fn handle(
             let body = metrics_body(shard);
             ignore_io(responder.send(200, b"text/plain; version=0.0.4", &[], body.as_bytes()).await)
         }
-        Route::Health => unreachable!("answered above"),
+        Route::Health | Route::Admin => unreachable!("answered above"),
     }
 }
 
@@ -170,6 +188,10 @@ fn ignore_io(_: std::io::Result<()>) -> Result<(), GatewayError> {
 
 fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
     let path = request.path();
+    if path.starts_with(b"/admin/") {
+        // The admin module checks its own methods.
+        return Ok(Route::Admin);
+    }
     let (endpoint, method) = match path {
         b"/v1/chat/completions" | b"/chat/completions" => (Route::Chat, Method::Post),
         b"/v1/messages" => (Route::Messages, Method::Post),
@@ -1580,10 +1602,10 @@ async fn usage(
     };
     let question =
         crate::shard::Question::Usage { key: id, name, from_unix: param("from")?, until_unix: param("until")? };
-    let Some(body) = shard.ask(question).await else {
+    let Some((status, body)) = shard.ask(question).await else {
         return Err(GatewayError::Internal("the control plane did not answer in time".into()));
     };
-    ignore_io(responder.json(200, &body).await)
+    ignore_io(responder.json(status, &body).await)
 }
 
 // Models and metrics -----------------------------------------------------------

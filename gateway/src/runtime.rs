@@ -474,6 +474,8 @@ fn control_plane(
     let mut last_sent = Totals::default();
     let mut dropped = 0u64;
     let ticker = crossbeam_channel::tick(tick);
+    // The keys created at run time, for every shard from the start.
+    dropped += broadcast(&links, &Command::Keys(tenancy.runtime_keys()));
     loop {
         crossbeam_channel::select! {
             recv(reports) -> report => match report {
@@ -503,9 +505,14 @@ fn control_plane(
                 }
                 Ok(Report::Usage { rows }) => tenancy.add_usage(&rows),
                 Ok(Report::Ask { shard, ticket, question }) => {
-                    let body = tenancy.answer(&question);
+                    let (status, body, keys) = tenancy.answer(question);
+                    // The new keys reach every shard before the answer
+                    // reaches the one that asked.
+                    if let Some(keys) = keys {
+                        dropped += broadcast(&links, &Command::Keys(keys));
+                    }
                     if let Some(link) = links.get(shard) {
-                        dropped += send(link, Command::Answer { ticket, body });
+                        dropped += send(link, Command::Answer { ticket, status, body });
                     }
                 }
                 Ok(Report::Stopped { shard }) => {

@@ -51,8 +51,8 @@ pub enum Command {
     Exhausted(Arc<HashSet<u64>>),
     /// Every key created at run time (revoked ones left out).
     Keys(Arc<Vec<Key>>),
-    /// The answer to this shard's [`Report::Ask`]: a JSON body.
-    Answer { ticket: u64, body: Vec<u8> },
+    /// The answer to this shard's [`Report::Ask`]: a status and a JSON body.
+    Answer { ticket: u64, status: u16, body: Vec<u8> },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -62,6 +62,8 @@ pub enum Command {
 pub enum Question {
     /// A key's usage by model and hour, between two unix times.
     Usage { key: store::KeyId, name: String, from_unix: Option<u64>, until_unix: Option<u64> },
+    /// An admin API call (see [`crate::admin`]).
+    Admin(crate::admin::Op),
 }
 
 /// What a shard tells the control plane.
@@ -91,6 +93,9 @@ pub enum Report {
 /// key), its ledger id and, per served model, the summed usage and the
 /// request count.
 type UsageByKey = HashMap<u64, (store::KeyId, HashMap<String, (store::Usage, u64)>)>;
+
+/// Where the control plane's answer (status, JSON body) goes.
+type AnswerSender = local_sync::oneshot::Sender<(u16, Vec<u8>)>;
 
 /// How long a request waits for the control plane's answer to a question.
 const ASK_WAIT_MS: u64 = 2_000;
@@ -138,13 +143,18 @@ impl Snapshot {
 pub struct KeyTable {
     pub keys: Vec<Key>,
     by_digest: HashMap<[u8; 32], usize>,
+    /// Keys are managed at run time (an `admin_token` is set): a key is
+    /// required even while none exists, so revoking the last one never
+    /// opens the gateway.
+    managed: bool,
 }
 
 impl KeyTable {
     /// The config's keys, then the runtime ones (a runtime key never shares
     /// a digest with a config key: the config's wins).
-    pub fn build(config: &[Key], runtime: &[Key]) -> KeyTable {
-        let mut table = KeyTable::default();
+    pub fn build(config: &Config, runtime: &[Key]) -> KeyTable {
+        let mut table = KeyTable { managed: config.admin_token.is_some(), ..KeyTable::default() };
+        let config = &config.keys;
         for key in config.iter().chain(runtime) {
             if !table.by_digest.contains_key(&key.secret_sha256) {
                 table.by_digest.insert(key.secret_sha256, table.keys.len());
@@ -158,9 +168,10 @@ impl KeyTable {
         self.by_digest.get(digest).map(|&i| &self.keys[i])
     }
 
-    /// Whether requests must present a key: some key exists.
+    /// Whether requests must present a key: some key exists, or keys are
+    /// managed through the admin API.
     pub fn auth_required(&self) -> bool {
-        !self.keys.is_empty()
+        self.managed || !self.keys.is_empty()
     }
 }
 
@@ -231,7 +242,7 @@ pub struct Shard {
     /// The keys created at run time, as the control plane last sent them.
     runtime_keys: RefCell<Arc<Vec<Key>>>,
     /// Questions out to the control plane, by ticket.
-    asks: RefCell<HashMap<u64, local_sync::oneshot::Sender<Vec<u8>>>>,
+    asks: RefCell<HashMap<u64, AnswerSender>>,
     next_ticket: Cell<u64>,
     /// Where breaker verdicts go, to reach the other shards.
     reports: Option<crossbeam_channel::Sender<Report>>,
@@ -252,7 +263,7 @@ impl Shard {
         // must not be shared with other cores.
         let snapshot = Rc::new(snapshot.clone());
         let pool = Rc::new(snapshot.pool());
-        let keys = Rc::new(KeyTable::build(&snapshot.config.keys, &[]));
+        let keys = Rc::new(KeyTable::build(&snapshot.config, &[]));
         let breakers = Breakers::default();
         breakers.reset(snapshot.generation, snapshot.config.deployments.len());
         Shard {
@@ -284,7 +295,7 @@ impl Shard {
     }
 
     fn rebuild_keys(&self) {
-        let table = KeyTable::build(&self.snapshot.borrow().config.keys, &self.runtime_keys.borrow());
+        let table = KeyTable::build(&self.snapshot.borrow().config, &self.runtime_keys.borrow());
         *self.keys.borrow_mut() = Rc::new(table);
     }
 
@@ -346,7 +357,7 @@ impl Shard {
     }
 
     /// Asks the control plane; `None` when it did not answer in time.
-    pub async fn ask(&self, question: Question) -> Option<Vec<u8>> {
+    pub async fn ask(&self, question: Question) -> Option<(u16, Vec<u8>)> {
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
         let (tx, rx) = local_sync::oneshot::channel();
@@ -439,7 +450,7 @@ impl Shard {
                 }
                 let snapshot = Rc::new((*snapshot).clone());
                 let runtime = self.runtime_keys.borrow().clone();
-                *self.keys.borrow_mut() = Rc::new(KeyTable::build(&snapshot.config.keys, &runtime));
+                *self.keys.borrow_mut() = Rc::new(KeyTable::build(&snapshot.config, &runtime));
                 *self.dns.borrow_mut() = Rc::new(snapshot.dns.clone());
                 // Deployment indexes may have changed: a fresh pool of the
                 // new generation. Connections of the old one still in use
@@ -463,9 +474,9 @@ impl Shard {
                 *self.runtime_keys.borrow_mut() = keys;
                 self.rebuild_keys();
             }
-            Command::Answer { ticket, body } => {
+            Command::Answer { ticket, status, body } => {
                 if let Some(waiter) = self.asks.borrow_mut().remove(&ticket) {
-                    let _ = waiter.send(body);
+                    let _ = waiter.send((status, body));
                 }
             }
             Command::Drain => {

@@ -30,12 +30,16 @@ use std::time::{Duration, Instant};
 
 use store::{Ledger, Store, UsageQuery};
 
-use crate::config::{Config, StorageKind};
+use crate::config::{Config, Key, StorageKind};
 use crate::shard::Question;
 
 /// The control plane's tenancy state.
 pub struct Tenancy {
     store: Box<dyn Store>,
+    /// Keys created through the admin API, by id (revoked ones included).
+    records: std::collections::BTreeMap<String, store::KeyRecord>,
+    /// The active ones, as shards use them.
+    runtime: Arc<Vec<Key>>,
     /// The reservations of limits across instances (`redis` storage).
     shared: Option<Shared>,
     ledger: Ledger,
@@ -74,8 +78,17 @@ impl Tenancy {
                 Box::new(open(redis_config())?)
             }
         };
-        Ok(Tenancy {
+        let mut store = store;
+        let records = store
+            .list_keys()
+            .map_err(|e| format!("cannot read the stored keys: {e}"))?
+            .into_iter()
+            .map(|r| (r.id.as_str().to_owned(), r))
+            .collect();
+        let mut tenancy = Tenancy {
             store,
+            records,
+            runtime: Arc::default(),
             shared,
             ledger: Ledger::default(),
             config: config.clone(),
@@ -83,7 +96,18 @@ impl Tenancy {
             last_flush: Instant::now(),
             exhausted: HashSet::new(),
             failing: false,
-        })
+        };
+        tenancy.runtime = tenancy.active_keys();
+        Ok(tenancy)
+    }
+
+    /// The keys created at run time that are not revoked, for the shards.
+    pub fn runtime_keys(&self) -> Arc<Vec<Key>> {
+        self.runtime.clone()
+    }
+
+    fn active_keys(&self) -> Arc<Vec<Key>> {
+        Arc::new(self.records.values().filter(|r| !r.revoked).map(Key::from_record).collect())
     }
 
     /// A reloaded config: new keys and budgets.
@@ -168,7 +192,7 @@ impl Tenancy {
     fn over_budget(&mut self) -> HashSet<u64> {
         let now = crate::limits::unix_seconds();
         let mut over = HashSet::new();
-        for key in &self.config.keys {
+        for key in self.config.keys.iter().chain(self.runtime.iter()) {
             let Some(budget) = key.budget else { continue };
             let window = budget.period.window(now);
             let id = key.ledger_id();
@@ -180,23 +204,111 @@ impl Tenancy {
         over
     }
 
-    /// Answers a shard's question with a JSON body.
-    pub fn answer(&mut self, question: &Question) -> Vec<u8> {
+    /// Answers a shard's question: a status, a JSON body, and the new
+    /// runtime keys when the question changed them.
+    pub fn answer(&mut self, question: Question) -> (u16, Vec<u8>, Option<Arc<Vec<Key>>>) {
         match question {
             Question::Usage { key, name, from_unix, until_unix } => {
-                let query = UsageQuery {
-                    key_id: Some(key.clone()),
-                    model: None,
-                    from_unix: *from_unix,
-                    until_unix: *until_unix,
-                };
-                let mut ledger = Ledger::default();
-                match self.store.query_usage(&query) {
-                    Ok(rows) => ledger.merge_all(&rows),
-                    Err(e) => return error_body(&format!("usage cannot be read now: {e}")),
+                let query = UsageQuery { key_id: Some(key), model: None, from_unix, until_unix };
+                match self.usage_rows(&query) {
+                    Ok(rows) => (200, usage_body(&name, &rows), None),
+                    Err(e) => (503, error_body(&format!("usage cannot be read now: {e}")), None),
                 }
-                ledger.merge_all(&self.ledger.query(&query));
-                usage_body(name, &ledger.query(&query))
+            }
+            Question::Admin(op) => self.admin(op),
+        }
+    }
+
+    /// The stored rows and those not written yet, merged.
+    fn usage_rows(&mut self, query: &UsageQuery) -> Result<Vec<store::UsageRow>, store::StoreError> {
+        let mut ledger = Ledger::default();
+        ledger.merge_all(&self.store.query_usage(query)?);
+        ledger.merge_all(&self.ledger.query(query));
+        Ok(ledger.query(query))
+    }
+
+    fn admin(&mut self, op: crate::admin::Op) -> (u16, Vec<u8>, Option<Arc<Vec<Key>>>) {
+        use crate::admin::{Op, error_json, record_json};
+        let unavailable =
+            |e: store::StoreError| (503, error_body(&format!("the store cannot be written now: {e}")), None);
+        let not_found = |id: &str| (404, error_json(&format!("no key `{id}`"), "key_not_found"), None);
+        match op {
+            Op::ListKeys => {
+                let mut out = String::from("{\"object\":\"list\",\"data\":[");
+                let mut first = true;
+                for key in &self.config.keys {
+                    if !std::mem::take(&mut first) {
+                        out.push(',');
+                    }
+                    crate::admin::config_key_json(key, &mut out);
+                }
+                for record in self.records.values() {
+                    if !std::mem::take(&mut first) {
+                        out.push(',');
+                    }
+                    record_json(record, None, &mut out);
+                }
+                out.push_str("]}");
+                (200, out.into_bytes(), None)
+            }
+            Op::GetKey(id) => match self.records.get(&id) {
+                Some(record) => {
+                    let mut out = String::new();
+                    record_json(record, None, &mut out);
+                    (200, out.into_bytes(), None)
+                }
+                None => not_found(&id),
+            },
+            Op::CreateKey(spec) => {
+                let name = spec.name.clone().unwrap_or_default();
+                let (mut record, secret) = match store::KeyRecord::create(name, crate::limits::unix_seconds()) {
+                    Ok(created) => created,
+                    Err(e) => return (500, error_body(&e.to_string()), None),
+                };
+                crate::admin::apply(&mut record, spec);
+                if let Err(e) = self.store.save_key(&record) {
+                    return unavailable(e);
+                }
+                let mut out = String::new();
+                record_json(&record, Some(secret.expose()), &mut out);
+                self.records.insert(record.id.as_str().to_owned(), record);
+                self.runtime = self.active_keys();
+                (201, out.into_bytes(), Some(self.runtime.clone()))
+            }
+            Op::UpdateKey(id, spec) => {
+                let Some(mut record) = self.records.get(&id).cloned() else { return not_found(&id) };
+                crate::admin::apply(&mut record, spec);
+                if let Err(e) = self.store.save_key(&record) {
+                    return unavailable(e);
+                }
+                let mut out = String::new();
+                record_json(&record, None, &mut out);
+                self.records.insert(id, record);
+                self.runtime = self.active_keys();
+                (200, out.into_bytes(), Some(self.runtime.clone()))
+            }
+            Op::RevokeKey(id) => {
+                let Some(mut record) = self.records.get(&id).cloned() else { return not_found(&id) };
+                record.revoked = true;
+                if let Err(e) = self.store.save_key(&record) {
+                    return unavailable(e);
+                }
+                let mut out = String::new();
+                record_json(&record, None, &mut out);
+                self.records.insert(id, record);
+                self.runtime = self.active_keys();
+                (200, out.into_bytes(), Some(self.runtime.clone()))
+            }
+            Op::Usage { key, model, from_unix, until_unix } => {
+                let key_id = match key.map(store::KeyId::parse).transpose() {
+                    Ok(k) => k,
+                    Err(_) => return (400, error_json("`key` is not a key id", "invalid_key_id"), None),
+                };
+                let query = UsageQuery { key_id, model, from_unix, until_unix };
+                match self.usage_rows(&query) {
+                    Ok(rows) => (200, usage_rows_body(&rows), None),
+                    Err(e) => (503, error_body(&format!("usage cannot be read now: {e}")), None),
+                }
             }
         }
     }
@@ -259,6 +371,30 @@ fn usage_body(name: &str, rows: &[store::UsageRow]) -> Vec<u8> {
             out.push(',');
         }
         out.push_str("{\"model\":");
+        push_json_string(&mut out, &row.key.model);
+        let _ = write!(out, ",\"hour_unix\":{},", row.key.hour_unix);
+        push_counters(&mut out, &row.counters);
+        out.push('}');
+        total.add(&row.counters);
+    }
+    out.push_str("],\"total\":{");
+    push_counters(&mut out, &total);
+    out.push_str("}}");
+    out.into_bytes()
+}
+
+/// Usage rows of any keys: `{"object":"list","data":[{key,model,...}],"total":{...}}`.
+fn usage_rows_body(rows: &[store::UsageRow]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut out = String::from("{\"object\":\"list\",\"data\":[");
+    let mut total = store::Counters::default();
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"key\":");
+        push_json_string(&mut out, row.key.key_id.as_str());
+        out.push_str(",\"model\":");
         push_json_string(&mut out, &row.key.model);
         let _ = write!(out, ",\"hour_unix\":{},", row.key.hour_unix);
         push_counters(&mut out, &row.counters);

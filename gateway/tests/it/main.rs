@@ -5,6 +5,7 @@
 // Tests are not shards: they block, sleep and lock freely.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod admin;
 mod chat;
 mod errors;
 mod google_aws;
