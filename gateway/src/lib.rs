@@ -12,6 +12,7 @@
 //! - [`sys`]: the one module with `unsafe`: socket calls monoio lacks.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod config;
 pub mod error;
 pub mod http;

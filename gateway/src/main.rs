@@ -29,6 +29,95 @@ enum Command {
         #[arg(long, short)]
         config: std::path::PathBuf,
     },
+    /// Manage a running gateway through its admin API.
+    Admin {
+        /// The gateway, as http://HOST:PORT.
+        #[arg(long, env = "CORELAY_URL", default_value = "http://127.0.0.1:8080", global = true)]
+        url: String,
+        /// The admin token (its admin_token).
+        #[arg(long, env = "CORELAY_ADMIN_TOKEN", default_value = "", hide_env_values = true, global = true)]
+        token: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Virtual keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Usage by key, model and hour.
+    Usage {
+        /// A key id (key_... or cfg-...).
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Unix seconds.
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long)]
+        until: Option<u64>,
+    },
+    /// Set a key's budget.
+    Budget {
+        id: String,
+        /// USD per period.
+        #[arg(long)]
+        usd: f64,
+        /// total, daily or monthly.
+        #[arg(long, default_value = "total")]
+        period: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        fields: KeyFields,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        fields: KeyFields,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct KeyFields {
+    /// Model names and globs, comma-separated (default: every model).
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    #[arg(long)]
+    rpm: Option<u32>,
+    #[arg(long)]
+    tpm: Option<u64>,
+    #[arg(long)]
+    budget_usd: Option<f64>,
+    #[arg(long)]
+    budget_period: Option<String>,
+    /// Unix seconds.
+    #[arg(long)]
+    expires_at: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +126,7 @@ fn main() -> ExitCode {
         None => serve(None),
         Some(Command::Serve { config }) => serve(config),
         Some(Command::Check { config }) => check(&config),
+        Some(Command::Admin { url, token, json, what }) => admin(&url, token, json, what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +164,59 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         config.keys.len()
     );
     Ok(())
+}
+
+fn admin(url: &str, token: String, json: bool, what: AdminCommand) -> anyhow::Result<()> {
+    use gateway::admin_cli::{Target, print};
+    let target = Target::new(url, token).map_err(anyhow::Error::msg)?;
+    let spec = |name: Option<String>, f: KeyFields| {
+        let mut body = String::from("{");
+        let mut field = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                if body.len() > 1 {
+                    body.push(',');
+                }
+                body.push_str(&format!("\"{key}\":{v}"));
+            }
+        };
+        let quote = |s: String| sonic_rs::to_string(&s).unwrap_or_default();
+        field("name", name.map(quote));
+        field("models", f.models.map(|m| sonic_rs::to_string(&m).unwrap_or_default()));
+        field("rpm", f.rpm.map(|v| v.to_string()));
+        field("tpm", f.tpm.map(|v| v.to_string()));
+        field("budget_usd", f.budget_usd.map(|v| v.to_string()));
+        field("budget_period", f.budget_period.map(quote));
+        field("expires_at", f.expires_at.map(|v| v.to_string()));
+        body.push('}');
+        body
+    };
+    let (method, path, body) = match what {
+        AdminCommand::Keys { action } => match action {
+            KeyAction::Create { name, fields } => ("POST", "/admin/keys".to_owned(), Some(spec(Some(name), fields))),
+            KeyAction::List => ("GET", "/admin/keys".to_owned(), None),
+            KeyAction::Get { id } => ("GET", format!("/admin/keys/{id}"), None),
+            KeyAction::Update { id, name, fields } => ("POST", format!("/admin/keys/{id}"), Some(spec(name, fields))),
+            KeyAction::Revoke { id } => ("POST", format!("/admin/keys/{id}/revoke"), None),
+        },
+        AdminCommand::Usage { key, model, from, until } => {
+            let params: Vec<String> = [
+                key.map(|v| format!("key={v}")),
+                model.map(|v| format!("model={v}")),
+                from.map(|v| format!("from={v}")),
+                until.map(|v| format!("until={v}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            ("GET", format!("/admin/usage?{}", params.join("&")), None)
+        }
+        AdminCommand::Budget { id, usd, period } => {
+            let body = format!("{{\"budget_usd\":{usd},\"budget_period\":{}}}", sonic_rs::to_string(&period)?);
+            ("POST", format!("/admin/keys/{id}"), Some(body))
+        }
+    };
+    let (status, answer) = target.call(method, &path, body.as_deref()).map_err(anyhow::Error::msg)?;
+    print(status, &answer, json, &mut std::io::stdout().lock()).map_err(anyhow::Error::msg)
 }
 
 /// SIGHUP: re-read and validate the config file, then swap it in. A config

@@ -97,3 +97,48 @@ fn keys_created_at_run_time_work_are_limited_revoked_and_kept() {
     let r = admin(&gw, "POST", "/admin/keys", r#"{"nmae":"typo"}"#);
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+fn cli(gw: &Gateway, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corelay"))
+        .arg("admin")
+        .args(args)
+        .env("CORELAY_URL", format!("http://{}", gw.addr))
+        .env("CORELAY_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_admin_cli_drives_the_api() {
+    let gw = Gateway::start(&config(""));
+    let (ok, out, err) = cli(&gw, TOKEN, &["keys", "create", "--name", "cli-team", "--models", "m,n", "--rpm", "5"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("shown this once") && out.contains("sk-corelay-"), "{out}");
+    let secret = out.split_whitespace().find(|w| w.starts_with("sk-corelay-")).unwrap().to_owned();
+    assert_eq!(chat_with(&gw, &secret, "m").status, 200);
+    let (ok, out, _) = cli(&gw, TOKEN, &["keys", "list"]);
+    assert!(ok && out.starts_with("id ") && out.contains("cli-team") && out.contains("m,n"), "{out}");
+    assert!(!out.contains(&secret));
+    let (ok, out, _) = cli(&gw, TOKEN, &["--json", "keys", "list"]);
+    assert!(ok);
+    let listed: sonic_rs::Value = sonic_rs::from_str(&out).unwrap();
+    let id = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    let (ok, out, err) = cli(&gw, TOKEN, &["budget", &id, "--usd", "12.5", "--period", "monthly"]);
+    assert!(ok && out.contains("12.5") && out.contains("monthly"), "{out}{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    let (ok, out, _) = cli(&gw, TOKEN, &["usage", "--key", &id]);
+    assert!(ok && out.contains("total: 1 requests"), "{out}");
+    let (ok, _, _) = cli(&gw, TOKEN, &["keys", "revoke", &id]);
+    assert!(ok);
+    assert_eq!(chat_with(&gw, &secret, "m").status, 401);
+    // A wrong token fails with the API's message and a non-zero status.
+    let (ok, _, err) = cli(&gw, "wrong-token-wrong-token", &["keys", "list"]);
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, _, err) = cli(&gw, TOKEN, &["keys", "get", "key_nope"]);
+    assert!(!ok && err.contains("404"), "{err}");
+}
