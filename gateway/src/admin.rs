@@ -9,6 +9,9 @@
 //! the key works on the asking shard at once and on the others within
 //! microseconds.
 //!
+//! `POST /admin/reload` reloads the config file as SIGHUP does (202: the
+//! log says how it went).
+//!
 //! A key's secret is shown once, in the answer that creates it; the store
 //! keeps its SHA-256. Keys from the config's `[[keys]]` are listed (as
 //! `"source":"config"`) but cannot be changed here.
@@ -57,6 +60,23 @@ pub async fn handle(
     responder: &mut Responder<'_>,
 ) -> Result<(), GatewayError> {
     authorize(snapshot, request)?;
+    if request.target() == "/admin/reload" {
+        if request.head.method != crate::http::codec::Method::Post {
+            return Err(GatewayError::MethodNotAllowed {
+                method: "this method",
+                path: "/admin/reload".into(),
+                allow: "POST",
+            });
+        }
+        // The process's own SIGHUP: the signal thread reloads, and logs how
+        // it went (a config that fails validation changes nothing).
+        let _ = if crate::sys::request_reload() {
+            responder.json(202, b"{\"status\":\"reload requested; the log says how it went\"}").await
+        } else {
+            responder.json(500, &error_json("the reload could not be requested", "reload_failed")).await
+        };
+        return Ok(());
+    }
     let op = parse(request)?;
     let Some((status, body)) = shard.ask(Question::Admin(op)).await else {
         return Err(GatewayError::Internal("the control plane did not answer in time".into()));

@@ -98,6 +98,10 @@ pub fn print(status: u16, body: &[u8], json: bool, out: &mut impl Write) -> Resu
         let _ = writeln!(out, "{}", String::from_utf8_lossy(body));
         return Ok(());
     }
+    if let Some(status) = value["status"].as_str() {
+        let _ = writeln!(out, "{status}");
+        return Ok(());
+    }
     if let Some(secret) = value["key"].as_str() {
         let _ = writeln!(out, "key created; its secret is shown this once:\n  {secret}\n");
     }

@@ -65,6 +65,8 @@ enum AdminCommand {
         #[arg(long)]
         until: Option<u64>,
     },
+    /// Reload the gateway's config file (as SIGHUP does).
+    Reload,
     /// Set a key's budget.
     Budget {
         id: String,
@@ -210,6 +212,7 @@ fn admin(url: &str, token: String, json: bool, what: AdminCommand) -> anyhow::Re
             .collect();
             ("GET", format!("/admin/usage?{}", params.join("&")), None)
         }
+        AdminCommand::Reload => ("POST", "/admin/reload".to_owned(), None),
         AdminCommand::Budget { id, usd, period } => {
             let body = format!("{{\"budget_usd\":{usd},\"budget_period\":{}}}", sonic_rs::to_string(&period)?);
             ("POST", format!("/admin/keys/{id}"), Some(body))

@@ -539,6 +539,9 @@ fn control_plane(
                 if let Some(exhausted) = tenancy.tick(Instant::now()) {
                     dropped += broadcast(&links, &Command::Exhausted(exhausted));
                 }
+                if let Some(keys) = tenancy.refresh_keys() {
+                    dropped += broadcast(&links, &Command::Keys(keys));
+                }
                 let totals = sum(&per_shard);
                 if totals.values != last_sent.values {
                     dropped += broadcast(&links, &Command::Totals(Arc::new(totals.clone())));

@@ -41,6 +41,15 @@ pub fn peer_closed(fd: RawFd) -> bool {
     }
 }
 
+/// Asks this process to reload its config file, as `kill -HUP` would: the
+/// signal thread re-reads and validates it (the admin API's reload).
+pub fn request_reload() -> bool {
+    // SAFETY: getpid and kill take and return plain integers; signalling our
+    // own process with SIGHUP, which the signal thread handles, has no other
+    // effect.
+    unsafe { libc::kill(libc::getpid(), libc::SIGHUP) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

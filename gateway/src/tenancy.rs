@@ -152,6 +152,25 @@ impl Tenancy {
         self.ledger.merge_all(rows);
     }
 
+    /// With Redis, keys created or changed by another instance: the stored
+    /// records are read again (every flush), and the new active keys are
+    /// returned when they changed.
+    pub fn refresh_keys(&mut self) -> Option<Arc<Vec<Key>>> {
+        self.shared.as_ref()?;
+        let records: std::collections::BTreeMap<String, store::KeyRecord> = match self.store.list_keys() {
+            Ok(list) => list.into_iter().map(|r| (r.id.as_str().to_owned(), r)).collect(),
+            Err(_) => return None,
+        };
+        let same = records.len() == self.records.len()
+            && records.iter().zip(&self.records).all(|((a, ra), (b, rb))| a == b && ra.to_bytes() == rb.to_bytes());
+        if same {
+            return None;
+        }
+        self.records = records;
+        self.runtime = self.active_keys();
+        Some(self.runtime.clone())
+    }
+
     /// Called on every tick: flushes when due, and returns the keys over
     /// budget when that set changed.
     pub fn tick(&mut self, now: Instant) -> Option<Arc<HashSet<u64>>> {

@@ -82,7 +82,12 @@ fn keys_created_at_run_time_work_are_limited_revoked_and_kept() {
     // Kept across a restart, then revoked.
     let mut gw = gw;
     gw.signal_term();
-    assert!(gw.wait_exit(Duration::from_secs(10)).0.success());
+    let (status, log) = gw.wait_exit(Duration::from_secs(10));
+    assert!(status.success());
+    // The secret is neither logged nor stored: only its SHA-256 is.
+    assert!(!log.contains(&secret), "{log}");
+    let stored = std::fs::read(dir.0.join("corelay.redb")).unwrap();
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is in the store");
     let gw = Gateway::start(&text);
     assert!(admin(&gw, "GET", "/admin/keys", "").text().contains(&id));
     assert_ne!(chat_with(&gw, &secret, "m").status, 401, "the key survived the restart");
@@ -141,4 +146,12 @@ fn the_admin_cli_drives_the_api() {
     assert!(!ok && err.contains("401"), "{err}");
     let (ok, _, err) = cli(&gw, TOKEN, &["keys", "get", "key_nope"]);
     assert!(!ok && err.contains("404"), "{err}");
+    // Reload: the config file changed on disk; the admin API applies it.
+    let text = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace("models = [\"m\", \"n\"]", "models = [\"m\", \"n\", \"o\"]");
+    std::fs::write(&gw.config_path, text).unwrap();
+    let (ok, out, err) = cli(&gw, TOKEN, &["reload"]);
+    assert!(ok && out.contains("reload requested"), "{out}{err}");
+    gw.wait_stderr("reloaded");
 }

@@ -180,3 +180,35 @@ fn within_one_window(needed: Duration) {
         std::thread::sleep(Duration::from_secs(60) - into + Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_key_created_on_one_instance_works_on_another_sharing_redis() {
+    let Some(redis) = RedisServer::start() else { return };
+    let token = "admin-token-for-redis-tests-0123";
+    let text = redis_config(&redis.url(), 100, "")
+        .replace("shards = 2\n", &format!("shards = 2\nadmin_token = \"{token}\"\n"));
+    let (a, b) = (Gateway::start(&text), Gateway::start(&text));
+    let r = a.client().send(
+        "POST",
+        "/admin/keys",
+        &[("authorization", &format!("Bearer {token}"))],
+        br#"{"name":"shared","models":["m"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let secret = r.json()["key"].as_str().unwrap().to_owned();
+    let on_b = || {
+        b.client()
+            .send(
+                "POST",
+                "/v1/chat/completions",
+                &[("authorization", &format!("Bearer {secret}"))],
+                chat_body("m", false).as_bytes(),
+            )
+            .status
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while on_b() != 200 {
+        assert!(Instant::now() < deadline, "instance b never learned the key");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
