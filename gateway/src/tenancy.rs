@@ -230,7 +230,7 @@ impl Tenancy {
             Question::Usage { key, name, from_unix, until_unix } => {
                 let query = UsageQuery { key_id: Some(key), model: None, from_unix, until_unix };
                 match self.usage_rows(&query) {
-                    Ok(rows) => (200, usage_body(&name, &rows), None),
+                    Ok(rows) => (200, usage_body(Some(&name), &rows), None),
                     Err(e) => (503, error_body(&format!("usage cannot be read now: {e}")), None),
                 }
             }
@@ -325,7 +325,7 @@ impl Tenancy {
                 };
                 let query = UsageQuery { key_id, model, from_unix, until_unix };
                 match self.usage_rows(&query) {
-                    Ok(rows) => (200, usage_rows_body(&rows), None),
+                    Ok(rows) => (200, usage_body(None, &rows), None),
                     Err(e) => (503, error_body(&format!("usage cannot be read now: {e}")), None),
                 }
             }
@@ -376,44 +376,30 @@ fn error_body(message: &str) -> Vec<u8> {
     crate::error::openai_error_body(message, "server_error", Some("storage_unavailable"))
 }
 
-/// `{"object":"usage","key":NAME,"data":[{model,hour,...}],"total":{...}}`,
-/// costs in USD.
-fn usage_body(name: &str, rows: &[store::UsageRow]) -> Vec<u8> {
+/// Usage rows with their total, costs in USD: for one key,
+/// `{"object":"usage","key":NAME,"data":[{model,hour_unix,...}],"total":{...}}`
+/// (`/v1/usage`); for any keys (`name` `None`), `{"object":"list",
+/// "data":[{key,model,hour_unix,...}],"total":{...}}` (`/admin/usage`).
+fn usage_body(name: Option<&str>, rows: &[store::UsageRow]) -> Vec<u8> {
     use std::fmt::Write;
     let mut out = String::with_capacity(128 + rows.len() * 200);
-    out.push_str("{\"object\":\"usage\",\"key\":");
-    push_json_string(&mut out, name);
-    out.push_str(",\"data\":[");
-    let mut total = store::Counters::default();
-    for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    match name {
+        Some(name) => {
+            out.push_str("{\"object\":\"usage\",\"key\":");
+            push_json_string(&mut out, name);
+            out.push_str(",\"data\":[");
         }
-        out.push_str("{\"model\":");
-        push_json_string(&mut out, &row.key.model);
-        let _ = write!(out, ",\"hour_unix\":{},", row.key.hour_unix);
-        push_counters(&mut out, &row.counters);
-        out.push('}');
-        total.add(&row.counters);
+        None => out.push_str("{\"object\":\"list\",\"data\":["),
     }
-    out.push_str("],\"total\":{");
-    push_counters(&mut out, &total);
-    out.push_str("}}");
-    out.into_bytes()
-}
-
-/// Usage rows of any keys: `{"object":"list","data":[{key,model,...}],"total":{...}}`.
-fn usage_rows_body(rows: &[store::UsageRow]) -> Vec<u8> {
-    use std::fmt::Write;
-    let mut out = String::from("{\"object\":\"list\",\"data\":[");
     let mut total = store::Counters::default();
     for (i, row) in rows.iter().enumerate() {
-        if i > 0 {
+        out.push_str(if i > 0 { ",{" } else { "{" });
+        if name.is_none() {
+            out.push_str("\"key\":");
+            push_json_string(&mut out, row.key.key_id.as_str());
             out.push(',');
         }
-        out.push_str("{\"key\":");
-        push_json_string(&mut out, row.key.key_id.as_str());
-        out.push_str(",\"model\":");
+        out.push_str("\"model\":");
         push_json_string(&mut out, &row.key.model);
         let _ = write!(out, ",\"hour_unix\":{},", row.key.hour_unix);
         push_counters(&mut out, &row.counters);
@@ -465,7 +451,7 @@ mod tests {
                 ..Default::default()
             },
         };
-        let body = usage_body("te\"am", &[row("a", 1_500_000), row("b", 25)]);
+        let body = usage_body(Some("te\"am"), &[row("a", 1_500_000), row("b", 25)]);
         let v: sonic_rs::Value = sonic_rs::from_slice(&body).unwrap();
         use sonic_rs::{JsonContainerTrait, JsonValueTrait};
         assert_eq!(v["key"].as_str(), Some("te\"am"));

@@ -67,10 +67,20 @@ fn random_base62(count: usize) -> Result<String, StoreError> {
 // ---------------------------------------------------------------------------
 // Secrets.
 
-/// A key's plaintext secret. Its `Debug` never shows it, so a logged value
-/// leaks nothing; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
+/// A plaintext secret (a key, a token, a credential from the config). Its
+/// `Debug` never shows it, so a logged value leaks nothing; [`Secret::expose`]
+/// (or `Deref` to `str`) reads it.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
+
+impl std::ops::Deref for Secret {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
