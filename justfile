@@ -48,6 +48,6 @@ bench-micro:
 bench-translate:
     cargo bench -p translate --bench translate
 
-# Build translate's fuzz targets and run each over mutations of the golden inputs.
+# Build the fuzz targets (translate's, the gateway's HTTP layer) and run each over seeds.
 fuzz-smoke:
-    bash translate/fuzz/smoke.sh
+    bash translate/fuzz/smoke.sh && bash gateway/fuzz/smoke.sh
