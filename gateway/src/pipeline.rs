@@ -1416,12 +1416,54 @@ fn early_event(event: &[u8], usage_of: StreamUsage, provider: &str) -> Early {
         StreamUsage::OpenAi { .. } => match data {
             None => Early::Held,
             Some(data) if sonic_rs::get(data, ["error"]).is_ok() => error(Wire::OpenAi, data),
-            Some(_) => match openai::classify_chunk(event) {
+            Some(data) => match openai::classify_chunk(event) {
                 ChunkKind::UsageOnly(_) => Early::Held,
+                _ if is_opening_chunk(data) => Early::Held,
                 _ => Early::Content,
             },
         },
     }
+}
+
+/// An OpenAI chunk that carries no part of the answer: the first one, with
+/// the role and empty content, and no tool call, reasoning or finish.
+fn is_opening_chunk(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Chunk<'a> {
+        #[serde(borrow, default)]
+        choices: Vec<Choice<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Choice<'a> {
+        #[serde(borrow, default)]
+        delta: Option<Delta<'a>>,
+        #[serde(borrow, default)]
+        finish_reason: Option<&'a str>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow, default)]
+        content: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        tool_calls: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        reasoning_content: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        reasoning: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        refusal: Option<serde::de::IgnoredAny>,
+    }
+    let Ok(chunk) = translate::wire::from_slice::<Chunk<'_>>(data) else { return false };
+    chunk.choices.iter().all(|c| {
+        c.finish_reason.is_none()
+            && c.delta.as_ref().is_none_or(|d| {
+                d.content.as_deref().is_none_or(str::is_empty)
+                    && d.tool_calls.is_none()
+                    && d.reasoning_content.is_none()
+                    && d.reasoning.is_none()
+                    && d.refusal.is_none()
+            })
+    }) && !chunk.choices.is_empty()
 }
 
 /// The `event:` field of a server-sent event.

@@ -283,3 +283,32 @@ fn a_client_that_leaves_while_the_provider_thinks_cancels_the_provider_request()
     assert!(closed.duration_since(left) < Duration::from_secs(2), "{:?}", closed.duration_since(left));
     assert_eq!(gw.wait_metric("clients_gone_waiting", 1), 1);
 }
+
+#[test]
+fn an_openai_stream_that_fails_after_its_opening_chunk_is_still_retried() {
+    // The opening chunk (role, empty content) carries no answer: an error
+    // right after it fails the attempt, unseen by the client.
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    };
+    let opening = chunk(r#"{"role":"assistant","content":""}"#, "null");
+    let words = chunk(r#"{"content":"Hello"}"#, "null");
+    let stop = chunk("{}", "\"stop\"");
+    let up = Scripted::start(move |_| {
+        let events = if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            vec![opening.clone(), "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n".into()]
+        } else {
+            vec![opening.clone(), words.clone(), stop.clone(), "data: [DONE]\n\n".into()]
+        };
+        Action::Stream { events, gap: Duration::from_millis(5), finish: true }
+    });
+    let gw = Gateway::start(&openai_config(up.addr, ""));
+    let r = gw.post("/v1/chat/completions", &chat_body("bench-chat", true));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-corelay-attempts"), Some("2"));
+    let text = r.text();
+    assert!(text.contains("Hello") && !text.contains("overloaded"), "{text}");
+}
