@@ -18,7 +18,8 @@ use crate::raw::Raw;
 /// so the signature rides in the id, in base64url so that the id stays
 /// within Anthropic's `[a-zA-Z0-9_-]` alphabet: `toolu_1` with signature
 /// `ab+/` becomes `toolu_1__sig_ab-_`. Parsing a `tool_use` takes it back
-/// out for Gemini; the id itself is kept whole, so results still match.
+/// out for Gemini and leaves the plain id, in the call and in its
+/// `tool_result` alike, so results still match.
 pub const SIGNATURE_IN_ID: &str = "__sig_";
 
 /// The id of a tool call with `signature` (a string literal of base64)
@@ -38,6 +39,16 @@ pub fn id_with_signature(id: &Raw<'_>, signature: &Raw<'_>) -> Option<Raw<'stati
         c => c,
     }));
     Some(Raw::string(&text))
+}
+
+/// A tool call's id without the signature carried in it (see
+/// [`SIGNATURE_IN_ID`]), so that every provider sees the plain id, in a
+/// call and in its result alike.
+pub fn without_signature(id: Raw<'_>) -> Raw<'_> {
+    match id.string_body().and_then(|body| body.split_once(SIGNATURE_IN_ID)) {
+        Some((plain, _)) => Raw::string(plain),
+        None => id,
+    }
 }
 
 /// The thought signature carried in a tool call's id (see
@@ -78,6 +89,8 @@ mod tests {
         }
         assert_eq!(id_with_signature(&Raw::string("c"), &Raw::string("not base64!")), None);
         assert_eq!(signature_from_id(&Raw::string("toolu_plain")), None);
+        assert_eq!(super::without_signature(Raw::string("call_1__sig_abc")).text().unwrap(), "call_1");
+        assert_eq!(super::without_signature(Raw::string("call_1")).text().unwrap(), "call_1");
         assert_eq!(signature_from_id(&Raw::string("toolu__sig_")), None);
         assert_eq!(signature_from_id(&Raw::string("toolu__sig_a.b")), None);
     }

@@ -371,9 +371,12 @@ fn block<'a>(w: BlockWire<'a>, path: &str) -> Result<Option<Block<'a>>, Error> {
         }
         "tool_use" => {
             let id = w.id.filter(Raw::is_string).ok_or_else(|| need("id"))?;
+            // A Gemini signature carried in the id comes out of it: other
+            // providers get the plain id (OpenAI takes 40 characters at
+            // most), Gemini gets the signature where it wants it.
             Block::ToolCall {
                 signature: super::signature_from_id(&id),
-                id,
+                id: super::without_signature(id),
                 name: w.name.filter(Raw::is_string).ok_or_else(|| need("name"))?,
                 arguments: Arguments::Object(w.input.filter(Raw::is_object).ok_or_else(|| need("input"))?),
             }
@@ -385,7 +388,7 @@ fn block<'a>(w: BlockWire<'a>, path: &str) -> Result<Option<Block<'a>>, Error> {
                 Some(c) => ToolContent::Blocks(content_blocks(c, &format!("{path}.content"))?),
             };
             Block::ToolResult {
-                id: w.tool_use_id.filter(Raw::is_string).ok_or_else(|| need("tool_use_id"))?,
+                id: super::without_signature(w.tool_use_id.filter(Raw::is_string).ok_or_else(|| need("tool_use_id"))?),
                 content,
                 is_error: w.is_error.unwrap_or(false),
                 cache_control: w.cache_control,
