@@ -2,7 +2,9 @@
 //! - an OpenAI request of about 2 KB written for Anthropic (≤ 2 µs);
 //! - one Anthropic stream event translated into an OpenAI chunk (≤ 300 ns);
 //! - the same for OpenAI chunks into Anthropic events;
-//! - one Bedrock event-stream frame into an OpenAI chunk.
+//! - one Bedrock event-stream frame into an OpenAI chunk;
+//! - the same-dialect path: a request's peek and splice, and one streamed
+//!   event's splitting and usage classification.
 //!
 //! `cargo bench -p translate` (or `just bench-translate`). The figures and
 //! the machine are quoted in `translate`'s crate docs.
@@ -131,5 +133,55 @@ fn bedrock_stream(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request, streams, bedrock_stream);
+/// The same-dialect path: what a request costs before it is forwarded (the
+/// peek of `model` and `stream`, then the splice of the model name and
+/// `stream_options`), and what each streamed event costs on its way back
+/// (cut out of the reads by the SSE splitter, classified for usage).
+fn pass_through(c: &mut Criterion) {
+    let body = OPENAI_CHAT_REQUEST.trim_end().as_bytes();
+    let mut group = c.benchmark_group("pass_through");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    let mut out = Vec::with_capacity(4096);
+    group.bench_function(format!("peek_{}_bytes", body.len()), |b| {
+        b.iter(|| black_box(translate::openai::peek_chat(black_box(body)).map(|p| p.stream)))
+    });
+    group.bench_function(format!("peek_and_splice_{}_bytes", body.len()), |b| {
+        b.iter(|| {
+            let peek = translate::openai::peek_chat(black_box(body)).unwrap();
+            let splice = translate::openai::Splice {
+                model: Some("gpt-4o-2024-08-06"),
+                include_usage: true,
+                max_tokens_name: false,
+            };
+            out.clear();
+            translate::openai::splice_chat(body, &peek, splice, &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+    let events: Vec<String> = (0..64)
+        .map(|i| format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"))
+        .collect();
+    let mut group = c.benchmark_group("pass_through");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("sse_forward_per_event", |b| {
+        let mut splitter = translate::sse::Splitter::new(1 << 20);
+        b.iter(|| {
+            out.clear();
+            // One event a read, as a provider that flushes each one sends them.
+            for event in events.iter() {
+                splitter.feed(black_box(event.as_bytes()), |piece| {
+                    if let translate::sse::Piece::Event(e) = piece {
+                        black_box(translate::openai::classify_chunk(e));
+                        out.extend_from_slice(e);
+                    }
+                });
+            }
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, request, streams, bedrock_stream, pass_through);
 criterion_main!(benches);

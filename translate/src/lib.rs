@@ -43,7 +43,10 @@
 //!   on the same day (2.14 and 2.91 µs on 2026-11-22);
 //! - per streamed event: an Anthropic text delta into an OpenAI chunk 45 ns,
 //!   an OpenAI text chunk into Anthropic events 71 ns, a Bedrock
-//!   event-stream frame into an OpenAI chunk 129 ns (CRCs checked).
+//!   event-stream frame into an OpenAI chunk 129 ns (CRCs checked);
+//! - the same-dialect path: the peek of a 1,907-byte chat request 516 ns,
+//!   peek and splice (model name and `stream_options`) 558 ns; a streamed
+//!   event through the SSE splitter and the usage classifier 34 ns.
 //!
 //! Streams allocate nothing per event once warm (a counting-allocator test
 //! checks it).
