@@ -79,12 +79,16 @@ impl Tenancy {
             }
         };
         let mut store = store;
-        let records = store
-            .list_keys()
-            .map_err(|e| format!("cannot read the stored keys: {e}"))?
-            .into_iter()
-            .map(|r| (r.id.as_str().to_owned(), r))
-            .collect();
+        let records = match store.list_keys() {
+            Ok(list) => list.into_iter().map(|r| (r.id.as_str().to_owned(), r)).collect(),
+            // Redis away at startup: serve the config's keys, and pick the
+            // stored ones up when it answers (`refresh_keys`).
+            Err(e) if e.is_unavailable() && shared.is_some() => {
+                eprintln!("corelay: storage: Redis is unavailable at startup ({e}); runtime keys come when it answers");
+                Default::default()
+            }
+            Err(e) => return Err(format!("cannot read the stored keys: {e}")),
+        };
         let mut tenancy = Tenancy {
             store,
             records,

@@ -212,3 +212,14 @@ fn a_key_created_on_one_instance_works_on_another_sharing_redis() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_gateway_starts_and_serves_while_its_redis_is_away() {
+    // Nothing listens on port 1: Redis is away from the start.
+    let gw = Gateway::start(&redis_config("redis://127.0.0.1:1/", 100, "rpm = 100"));
+    for _ in 0..3 {
+        let r = post(&gw, "/v1/chat/completions", &chat_body("m", false));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    gw.wait_stderr("Redis is unavailable");
+}
