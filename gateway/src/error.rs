@@ -118,7 +118,11 @@ impl GatewayError {
     /// `ProviderAuth` is not: the same credentials fail the same way.
     pub fn retryable(&self) -> bool {
         match self {
-            GatewayError::UpstreamUnreachable { .. } | GatewayError::UpstreamTimeout { .. } => true,
+            // Garbage or a cut answer from one deployment (before anything
+            // reached the client): another may answer properly.
+            GatewayError::UpstreamUnreachable { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::UpstreamBadResponse { .. } => true,
             GatewayError::Upstream { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529),
             GatewayError::Provider { error, .. } => matches!(error.kind.openai_status(), 429 | 500..),
             _ => false,
@@ -134,10 +138,13 @@ impl GatewayError {
         };
         let header = |name: &str| forward.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
         if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()) {
-            return Some(std::time::Duration::from_millis(ms.max(0.0) as u64));
+            return Some(std::time::Duration::from_millis(ms.clamp(0.0, RETRY_AFTER_S_MAX as f64 * 1000.0) as u64));
         }
-        // An HTTP date is possible too; providers send seconds.
-        header("retry-after").and_then(|v| v.parse::<u64>().ok()).map(std::time::Duration::from_secs)
+        // An HTTP date is possible too; providers send seconds. A day at most:
+        // a larger value is no hint anyone can wait for.
+        header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|s| std::time::Duration::from_secs(s.min(RETRY_AFTER_S_MAX)))
     }
 
     /// Classifies a client-side transport failure of one provider.
@@ -291,6 +298,9 @@ pub fn rescue(error: &GatewayError, dialect: Dialect) -> (u16, Vec<(String, Stri
     };
     (status, headers, body)
 }
+
+/// The longest `Retry-After` taken from a provider, in seconds.
+const RETRY_AFTER_S_MAX: u64 = 86_400;
 
 /// The most of a provider's message an error carries to the client.
 const PROVIDER_MESSAGE_CHARS_MAX: usize = 500;

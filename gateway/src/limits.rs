@@ -57,11 +57,26 @@ struct Lease {
     used_at: Instant,
 }
 
+/// How long a refusal of the control plane stands on the shard: requests
+/// for a spent counter are refused at once meanwhile, instead of each
+/// asking again (a client hammering a spent key costs the control plane
+/// nothing). Short, because units given back by other shards become
+/// grantable again.
+const REFUSAL_HOLD_MS: u64 = 100;
+
+/// An ask out to the control plane, and the requests waiting on its grant.
+struct Waiting {
+    asked_at: Instant,
+    waiters: Vec<local_sync::oneshot::Sender<u64>>,
+}
+
 /// One shard's leases and the requests waiting for grants.
 #[derive(Default)]
 pub struct Leases {
     leases: RefCell<HashMap<CounterId, Lease>>,
-    waiting: RefCell<HashMap<CounterId, Vec<local_sync::oneshot::Sender<u64>>>>,
+    waiting: RefCell<HashMap<CounterId, Waiting>>,
+    /// Counters the control plane refused, until when.
+    refused: RefCell<HashMap<CounterId, Instant>>,
 }
 
 impl Leases {
@@ -79,14 +94,29 @@ impl Leases {
         }
     }
 
-    /// Waits for a grant of `id`; `true` when no ask is out yet, so the
+    /// Waits for a grant of `id`; `true` when no ask is out yet (or the one
+    /// out is older than a grant ever takes: its answer was lost), so the
     /// caller must send one.
-    fn wait(&self, id: &CounterId) -> (local_sync::oneshot::Receiver<u64>, bool) {
+    fn wait(&self, id: &CounterId, now: Instant) -> (local_sync::oneshot::Receiver<u64>, bool) {
         let (tx, rx) = local_sync::oneshot::channel();
         let mut waiting = self.waiting.borrow_mut();
-        let list = waiting.entry(id.clone()).or_default();
-        list.push(tx);
-        (rx, list.len() == 1)
+        let entry = waiting.entry(id.clone()).or_insert_with(|| Waiting { asked_at: now, waiters: Vec::new() });
+        let stale = now.duration_since(entry.asked_at) >= Duration::from_millis(GRANT_WAIT_MS);
+        if stale {
+            // Those waiters gave up long ago; dropping them ends their waits.
+            entry.waiters.clear();
+        }
+        let ask = entry.waiters.is_empty();
+        if ask {
+            entry.asked_at = now;
+        }
+        entry.waiters.push(tx);
+        (rx, ask)
+    }
+
+    /// Whether the control plane refused `id` a moment ago.
+    fn recently_refused(&self, id: &CounterId, now: Instant) -> bool {
+        self.refused.borrow().get(id).is_some_and(|&until| now < until)
     }
 
     /// The control plane's grant for `id` arrived: the lease grows and the
@@ -103,7 +133,12 @@ impl Leases {
                 lease.used_at = Instant::now();
             }
         }
-        for waiter in self.waiting.borrow_mut().remove(&id).unwrap_or_default() {
+        if units == 0 {
+            self.refused.borrow_mut().insert(id.clone(), Instant::now() + Duration::from_millis(REFUSAL_HOLD_MS));
+        } else {
+            self.refused.borrow_mut().remove(&id);
+        }
+        for waiter in self.waiting.borrow_mut().remove(&id).map(|w| w.waiters).unwrap_or_default() {
             let _ = waiter.send(units);
         }
     }
@@ -165,7 +200,11 @@ pub async fn admit(shard: &Shard, key: u64, measure: Measure, limit: u64, units:
         if shard.leases.take(&id, window, units) {
             return Ok(());
         }
-        let (grant, ask) = shard.leases.wait(&id);
+        let now = Instant::now();
+        if shard.leases.recently_refused(&id, now) {
+            return Err(refused());
+        }
+        let (grant, ask) = shard.leases.wait(&id, now);
         if ask && !shard.report(Report::Lease { shard: shard.id, id: id.clone(), limit, window }) {
             // The control plane's channel is full: no grant will come.
             shard.leases.granted(id.clone(), window, 0);
@@ -218,14 +257,33 @@ mod tests {
     #[test]
     fn waiters_share_one_ask_and_all_wake_on_the_grant() {
         let leases = Leases::default();
-        let (mut a, first) = leases.wait(&id());
-        let (mut b, second) = leases.wait(&id());
+        let now = Instant::now();
+        let (mut a, first) = leases.wait(&id(), now);
+        let (mut b, second) = leases.wait(&id(), now);
         assert!(first && !second, "one ask per counter");
         leases.granted(id(), 3, 5);
         assert_eq!(a.try_recv().ok(), Some(5));
         assert_eq!(b.try_recv().ok(), Some(5));
-        let (_, again) = leases.wait(&id());
+        let (_, again) = leases.wait(&id(), now);
         assert!(again, "the next wait asks again");
+    }
+
+    #[test]
+    fn a_lost_grant_does_not_block_the_counter_and_a_refusal_stands_a_moment() {
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let (_a, first) = leases.wait(&id(), t0);
+        assert!(first);
+        // The grant never comes (a dropped message): a wait a second later
+        // asks again instead of queueing forever.
+        let (_, again) = leases.wait(&id(), t0 + Duration::from_millis(GRANT_WAIT_MS + 1));
+        assert!(again);
+        leases.granted(id(), 3, 0);
+        let now = Instant::now();
+        assert!(leases.recently_refused(&id(), now));
+        assert!(!leases.recently_refused(&id(), now + Duration::from_millis(REFUSAL_HOLD_MS + 1)));
+        leases.granted(id(), 3, 1);
+        assert!(!leases.recently_refused(&id(), Instant::now()));
     }
 
     #[test]

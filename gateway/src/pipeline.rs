@@ -267,6 +267,10 @@ struct Resolved<'s> {
     /// The served model this attempt answers for (the requested one or a
     /// fallback), as the ledger records it.
     model: &'s str,
+    /// The provider failed after the answer had started reaching the client
+    /// (told to it inside the stream): the attempt is over, and a failure
+    /// for the breaker.
+    failed_late: std::cell::Cell<bool>,
 }
 
 /// A key's token limits (key-wide and for the model), charged once an
@@ -389,6 +393,7 @@ async fn next_attempt<'s>(
         charge,
         key,
         model: candidate.model,
+        failed_late: std::cell::Cell::new(false),
     })
 }
 
@@ -403,9 +408,20 @@ fn settle(
     attempts: &mut Attempts<'_>,
 ) -> Option<Result<(), GatewayError>> {
     match outcome {
+        Ok(()) if resolved.failed_late.get() => {
+            breaker_failure(shard, snapshot, resolved);
+            Some(Ok(()))
+        }
         Ok(()) => {
             breaker_success(shard, snapshot, resolved);
             Some(Ok(()))
+        }
+        // A refusal of corelay's credentials: the provider is up but useless
+        // with this key, and nothing can be sent to it until its config is
+        // fixed.
+        Err(e @ GatewayError::ProviderAuth { .. }) => {
+            breaker_failure(shard, snapshot, resolved);
+            Some(Err(e))
         }
         Err(e) if e.retryable() => {
             breaker_failure(shard, snapshot, resolved);
@@ -515,7 +531,7 @@ async fn chat_attempt(
     if peek.stream && is_event_stream(&conn, &head) {
         let usage =
             if front == Dialect::Anthropic { StreamUsage::Anthropic } else { StreamUsage::OpenAi { hide: want_usage } };
-        return forward_stream(shard, snapshot, resolved, conn, head, usage, responder, scratch).await;
+        return forward_stream(shard, resolved, conn, head, usage, responder, scratch).await;
     }
     forward_whole(shard, resolved, conn, head, front, responder, scratch).await
 }
@@ -606,7 +622,7 @@ async fn translated(
             json_tool: written.json_tool,
         };
         let translator = translate::stream::Translator::new(dialect, translate_dialect(front), cx);
-        return translate_stream(shard, snapshot, resolved, conn, head, translator, responder, scratch).await;
+        return translate_stream(shard, resolved, conn, head, translator, responder, scratch).await;
     }
     // The provider's rate-limit headers reach the client whatever dialect.
     let forwarded = owned_forward(&conn, &head);
@@ -1272,7 +1288,6 @@ const STREAM_HELD_BYTES_MAX: usize = 64 * 1024;
 #[allow(clippy::too_many_arguments)]
 async fn forward_stream(
     shard: &Shard,
-    snapshot: &Snapshot,
     resolved: &Resolved<'_>,
     mut conn: Conn,
     head: ResponseHead,
@@ -1310,6 +1325,10 @@ async fn forward_stream(
                             return;
                         }
                     }
+                }
+                if content && is_error_event(event, usage_of) {
+                    // Told to the client as it is; the attempt still failed.
+                    resolved.failed_late.set(true);
                 }
                 forward_event(event, usage_of, &mut usage, &mut scratch.events)
             }
@@ -1368,7 +1387,7 @@ async fn forward_stream(
     if let Some(e) = failure {
         // The status went out long ago: say it the way OpenAI does
         // mid-stream, as an `error` event, then end the stream.
-        breaker_failure(shard, snapshot, resolved);
+        resolved.failed_late.set(true);
         let dialect = if usage_of == StreamUsage::Anthropic { Dialect::Anthropic } else { Dialect::OpenAi };
         let (_, _, error_body) = crate::error::rescue(&e, dialect);
         scratch.events.clear();
@@ -1466,6 +1485,16 @@ fn is_opening_chunk(data: &[u8]) -> bool {
     }) && !chunk.choices.is_empty()
 }
 
+/// Whether a same-dialect event is the provider's in-stream error.
+fn is_error_event(event: &[u8], usage_of: StreamUsage) -> bool {
+    match usage_of {
+        StreamUsage::Anthropic => event_name(event) == Some(b"error"),
+        StreamUsage::OpenAi { .. } => {
+            translate::sse::single_data(event).is_some_and(|d| d.trim_ascii_start().starts_with(b"{\"error\""))
+        }
+    }
+}
+
 /// The `event:` field of a server-sent event.
 fn event_name(event: &[u8]) -> Option<&[u8]> {
     event.split(|&b| b == b'\n').find_map(|line| line.strip_prefix(b"event:").map(<[u8]>::trim_ascii))
@@ -1511,7 +1540,6 @@ enum StreamUsage {
 #[allow(clippy::too_many_arguments)]
 async fn translate_stream(
     shard: &Shard,
-    snapshot: &Snapshot,
     resolved: &Resolved<'_>,
     mut conn: Conn,
     head: ResponseHead,
@@ -1571,7 +1599,7 @@ async fn translate_stream(
     }
     account(shard, resolved, translator.usage());
     if translator.state() == State::Failed {
-        breaker_failure(shard, snapshot, resolved);
+        resolved.failed_late.set(true);
     }
     let ended = responder.end_stream().await;
     // The connection is reusable only if its body was read to the end. The

@@ -197,13 +197,10 @@ pub fn backoff(
 ) -> Duration {
     let ceiling = limits.retry_backoff_base_ms.saturating_mul(1 << retry.min(20)).min(limits.retry_backoff_max_ms);
     let drawn = Duration::from_millis(random(ceiling + 1));
-    retry_after.map_or(drawn, |floor| drawn.max(floor))
-}
-
-/// Whether a failure says the provider is in trouble (it counts against
-/// its breaker and may be retried), as opposed to the request's fault.
-pub fn is_provider_trouble(error: &GatewayError) -> bool {
-    error.retryable()
+    // Past the deadline a wait means no retry at all; capping it there keeps
+    // the arithmetic of an absurd Retry-After in range.
+    let cap = Duration::from_millis(limits.retry_deadline_ms);
+    retry_after.map_or(drawn, |floor| drawn.max(floor.min(cap)))
 }
 
 /// One request's walk through its plan. See the module docs.
@@ -291,7 +288,7 @@ impl<'c> Attempts<'c> {
                 0 => Duration::ZERO,
                 n => backoff(n - 1, &config.routing, self.retry_after[i], &mut *random),
             };
-            if now + wait > self.deadline {
+            if now.checked_add(wait).is_none_or(|at| at >= self.deadline) {
                 // Not this one again; a fallback may still be in time.
                 self.skipped[i] = true;
                 continue;

@@ -143,12 +143,13 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         links.push(ShardLink { commands: cmd_tx, bell: bell_tx });
         let inbox = Inbox { commands: cmd_rx, bell: bell_rx };
         let shard_snapshot = snapshot.clone();
+        let runtime_keys = tenancy.runtime_keys();
         let reports = report_tx.clone();
         let ready = ready_tx.clone();
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("corelay-shard-{id}"))
-            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, inbox, reports, ready))
+            .spawn(move || shard_main(id, cpu, listener, &shard_snapshot, runtime_keys, inbox, reports, ready))
             .map_err(StartError::Thread)?;
         shard_threads.push(thread);
     }
@@ -316,6 +317,7 @@ fn shard_main(
     cpu: Option<usize>,
     listener: TcpListener,
     snapshot: &Snapshot,
+    runtime_keys: Arc<Vec<crate::config::Key>>,
     inbox: Inbox,
     reports: Sender<Report>,
     ready: Sender<Result<(), String>>,
@@ -325,7 +327,7 @@ fn shard_main(
     {
         eprintln!("corelay: shard {id}: cannot pin to CPU {cpu}: {e}");
     }
-    let shard = Rc::new(Shard::new(id, snapshot, Some(reports.clone())));
+    let shard = Rc::new(Shard::new(id, snapshot, runtime_keys, Some(reports.clone())));
     let entries = 1024;
     let body = run_shard(shard, listener, inbox, reports, ready.clone());
     let built = match snapshot.config.driver {

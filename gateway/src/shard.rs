@@ -143,9 +143,9 @@ impl Snapshot {
 pub struct KeyTable {
     pub keys: Vec<Key>,
     by_digest: HashMap<[u8; 32], usize>,
-    /// Keys are managed at run time (an `admin_token` is set): a key is
-    /// required even while none exists, so revoking the last one never
-    /// opens the gateway.
+    /// Keys are managed at run time (an `admin_token` is set, or keys are
+    /// shared through Redis): a key is required even while none exists, so
+    /// revoking the last one never opens the gateway.
     managed: bool,
 }
 
@@ -153,7 +153,10 @@ impl KeyTable {
     /// The config's keys, then the runtime ones (a runtime key never shares
     /// a digest with a config key: the config's wins).
     pub fn build(config: &Config, runtime: &[Key]) -> KeyTable {
-        let mut table = KeyTable { managed: config.admin_token.is_some(), ..KeyTable::default() };
+        // Keys shared through Redis may exist that this instance has not
+        // read yet: fail closed there too.
+        let shared = matches!(config.storage.kind, crate::config::StorageKind::Redis { .. });
+        let mut table = KeyTable { managed: config.admin_token.is_some() || shared, ..KeyTable::default() };
         let config = &config.keys;
         for key in config.iter().chain(runtime) {
             if !table.by_digest.contains_key(&key.secret_sha256) {
@@ -258,12 +261,17 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shard {
-    pub fn new(id: usize, snapshot: &Snapshot, reports: Option<crossbeam_channel::Sender<Report>>) -> Shard {
+    pub fn new(
+        id: usize,
+        snapshot: &Snapshot,
+        runtime_keys: Arc<Vec<Key>>,
+        reports: Option<crossbeam_channel::Sender<Report>>,
+    ) -> Shard {
         // A deep copy per shard: reference counts touched on every request
         // must not be shared with other cores.
         let snapshot = Rc::new(snapshot.clone());
         let pool = Rc::new(snapshot.pool());
-        let keys = Rc::new(KeyTable::build(&snapshot.config, &[]));
+        let keys = Rc::new(KeyTable::build(&snapshot.config, &runtime_keys));
         let breakers = Breakers::default();
         breakers.reset(snapshot.generation, snapshot.config.deployments.len());
         Shard {
@@ -281,7 +289,7 @@ impl Shard {
             usage: RefCell::default(),
             unreported: RefCell::default(),
             keys: RefCell::new(keys),
-            runtime_keys: RefCell::default(),
+            runtime_keys: RefCell::new(runtime_keys),
             exhausted: RefCell::default(),
             asks: RefCell::default(),
             next_ticket: Cell::new(0),
@@ -374,7 +382,16 @@ impl Shard {
     /// Sends a report to the control plane without blocking; `false` when
     /// it could not go (the channel is full, or there is no control plane).
     pub fn report(&self, report: Report) -> bool {
-        self.reports.as_ref().is_some_and(|r| r.try_send(report).is_ok())
+        self.try_report(report).is_none()
+    }
+
+    /// As [`Shard::report`], giving the report back when it could not go.
+    fn try_report(&self, report: Report) -> Option<Report> {
+        let Some(reports) = &self.reports else { return Some(report) };
+        match reports.try_send(report) {
+            Ok(()) => None,
+            Err(crossbeam_channel::TrySendError::Full(r) | crossbeam_channel::TrySendError::Disconnected(r)) => Some(r),
+        }
     }
 
     /// Tells the other shards (through the control plane) that this shard's
@@ -445,8 +462,11 @@ impl Shard {
                 // Usage recorded under the old config's key indexes goes out
                 // with them first.
                 let rows = self.take_usage(crate::limits::unix_seconds());
-                if !rows.is_empty() {
-                    self.report(Report::Usage { rows });
+                if !rows.is_empty()
+                    && let Some(Report::Usage { rows }) = self.try_report(Report::Usage { rows })
+                {
+                    // The channel is full: kept for the next report.
+                    self.restore_usage(rows);
                 }
                 let snapshot = Rc::new((*snapshot).clone());
                 let runtime = self.runtime_keys.borrow().clone();

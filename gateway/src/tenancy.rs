@@ -219,8 +219,12 @@ impl Tenancy {
             let Some(budget) = key.budget else { continue };
             let window = budget.period.window(now);
             let id = key.ledger_id();
-            let stored = self.store.spend_micros(id, &window).unwrap_or(0);
-            if stored + self.ledger.spend_micros(id, &window) >= budget.usd_micros {
+            let over_now = match self.store.spend_micros(id, &window) {
+                Ok(stored) => stored + self.ledger.spend_micros(id, &window) >= budget.usd_micros,
+                // The store cannot say: the key keeps the verdict it had.
+                Err(_) => self.exhausted.contains(&key.limit_id()),
+            };
+            if over_now {
                 over.insert(key.limit_id());
             }
         }
@@ -299,7 +303,16 @@ impl Tenancy {
                 (201, out.into_bytes(), Some(self.runtime.clone()))
             }
             Op::UpdateKey(id, spec) => {
-                let Some(mut record) = self.records.get(&id).cloned() else { return not_found(&id) };
+                // The stored record, not this instance's copy: another
+                // instance sharing Redis may have changed or revoked it.
+                let stored = match store::KeyId::parse(id.clone()) {
+                    Ok(key_id) => match self.store.load_key(&key_id) {
+                        Ok(r) => r,
+                        Err(e) => return unavailable(e),
+                    },
+                    Err(_) => None,
+                };
+                let Some(mut record) = stored else { return not_found(&id) };
                 crate::admin::apply(&mut record, spec);
                 if let Err(e) = self.store.save_key(&record) {
                     return unavailable(e);
@@ -311,11 +324,17 @@ impl Tenancy {
                 (200, out.into_bytes(), Some(self.runtime.clone()))
             }
             Op::RevokeKey(id) => {
-                let Some(mut record) = self.records.get(&id).cloned() else { return not_found(&id) };
-                record.revoked = true;
-                if let Err(e) = self.store.save_key(&record) {
-                    return unavailable(e);
+                let Ok(key_id) = store::KeyId::parse(id.clone()) else { return not_found(&id) };
+                match self.store.revoke_key(&key_id) {
+                    Ok(true) => {}
+                    Ok(false) => return not_found(&id),
+                    Err(e) => return unavailable(e),
                 }
+                let record = match self.store.load_key(&key_id) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return not_found(&id),
+                    Err(e) => return unavailable(e),
+                };
                 let mut out = String::new();
                 record_json(&record, None, &mut out);
                 self.records.insert(id, record);

@@ -358,7 +358,7 @@ fn ambiguous_response_framing_is_refused_or_not_trusted_twice() {
             Action::Reply(format!("{head}{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).into_bytes())
         }
     });
-    let gw = Gateway::start(&openai_config(up.addr, "").replace("shards = 2", "shards = 1"));
+    let gw = Gateway::start(&openai_config(up.addr, "max_retries = 0").replace("shards = 2", "shards = 1"));
     let conflict = r#"{"model":"bench-chat","messages":[{"role":"user","content":"conflict"}]}"#;
     let r = gw.post("/v1/chat/completions", conflict);
     assert_eq!(r.status, 502, "{}", r.text());

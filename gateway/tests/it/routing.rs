@@ -312,3 +312,18 @@ fn an_openai_stream_that_fails_after_its_opening_chunk_is_still_retried() {
     let text = r.text();
     assert!(text.contains("Hello") && !text.contains("overloaded"), "{text}");
 }
+
+#[test]
+fn failures_after_a_stream_started_count_against_the_breaker() {
+    let a = mock(&["--dialect", "openai"]);
+    let providers = [provider("a", "openai", a, "\"m\"", "max_retries = 0")];
+    let gw = Gateway::start(&config(1, "breaker_failures = 2\nbreaker_cooldown_ms = 60000", &providers, ""));
+    for _ in 0..2 {
+        let r = gw.post("/v1/chat/completions", &chat("m", true, "[mock:error-mid-stream]"));
+        assert_eq!(r.status, 200, "content went out before the error");
+        assert!(r.text().contains("error"), "{}", r.text());
+    }
+    let r = gw.post("/v1/chat/completions", &chat("m", false, ""));
+    assert_eq!(r.status, 503, "two late failures opened the breaker: {}", r.text());
+    assert_eq!(r.openai_error().2.as_deref(), Some("no_healthy_provider"));
+}
