@@ -258,8 +258,9 @@ struct Resolved<'s> {
     rename: Option<&'s str>,
     /// The model name the provider sees.
     upstream_model: &'s str,
-    /// Which attempt of the request this is, from 1 (`x-corelay-attempts`).
-    attempt: String,
+    /// Which attempt of the request this is, from 1, as decimal digits
+    /// (`x-corelay-attempts`), without an allocation.
+    attempt: ([u8; 10], u8),
     /// Where the answer's tokens are charged: the key's token limit.
     charge: Option<TokenCharge>,
     /// The caller's key, for the usage ledger.
@@ -330,7 +331,11 @@ impl Resolved<'_> {
 
     /// `x-corelay-provider` and `x-corelay-attempts`.
     fn headers(&self) -> [Header<'_>; 2] {
-        [(b"x-corelay-provider", self.deployment.name.as_bytes()), (b"x-corelay-attempts", self.attempt.as_bytes())]
+        let (digits, len) = &self.attempt;
+        [
+            (b"x-corelay-provider", self.deployment.name.as_bytes()),
+            (b"x-corelay-attempts", &digits[..usize::from(*len)]),
+        ]
     }
 }
 
@@ -389,7 +394,13 @@ async fn next_attempt<'s>(
         deployment,
         rename: (upstream_model != client_model).then_some(upstream_model),
         upstream_model,
-        attempt: attempts.total.to_string(),
+        attempt: {
+            let mut digits = [0u8; 10];
+            let mut buffer = itoa::Buffer::new();
+            let text = buffer.format(attempts.total).as_bytes();
+            digits[..text.len()].copy_from_slice(text);
+            (digits, text.len() as u8)
+        },
         charge,
         key,
         model: candidate.model,

@@ -206,12 +206,8 @@ pub fn backoff(
 /// One request's walk through its plan. See the module docs.
 pub struct Attempts<'c> {
     plan: Plan<'c>,
-    /// Attempts made per candidate, by position in the plan.
-    made: Vec<u32>,
-    /// The `Retry-After` each candidate's provider last asked for.
-    retry_after: Vec<Option<Duration>>,
-    /// Candidates found cooling down: not tried again by this request.
-    skipped: Vec<bool>,
+    /// Per candidate, by position in the plan: one allocation per request.
+    slots: Vec<Slot>,
     /// The candidate of the attempt in flight.
     current: Option<usize>,
     /// The group being tried; fallbacks start once it is exhausted.
@@ -222,6 +218,17 @@ pub struct Attempts<'c> {
     pub last_error: Option<GatewayError>,
     /// The shortest wait until a skipped (cooling) deployment comes back.
     cooling: Option<Duration>,
+}
+
+/// One candidate's state in a request's walk.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Attempts made.
+    made: u32,
+    /// The `Retry-After` its provider last asked for.
+    retry_after: Option<Duration>,
+    /// Found cooling down, or past the deadline: not tried again.
+    skipped: bool,
 }
 
 /// Where the next attempt goes, or why there is none.
@@ -237,9 +244,7 @@ impl<'c> Attempts<'c> {
         let n = plan.candidates.len();
         Attempts {
             plan,
-            made: vec![0; n],
-            retry_after: vec![None; n],
-            skipped: vec![false; n],
+            slots: vec![Slot::default(); n],
             current: None,
             group: 0,
             total: 0,
@@ -266,10 +271,10 @@ impl<'c> Attempts<'c> {
                 .filter(|&i| {
                     let c = &self.plan.candidates[i];
                     c.group == self.group
-                        && !self.skipped[i]
-                        && self.made[i] <= config.deployments[c.deployment].max_retries
+                        && !self.slots[i].skipped
+                        && self.slots[i].made <= config.deployments[c.deployment].max_retries
                 })
-                .min_by_key(|&i| self.made[i]);
+                .min_by_key(|&i| self.slots[i].made);
             let Some(i) = pick else {
                 self.group += 1;
                 continue;
@@ -279,21 +284,21 @@ impl<'c> Attempts<'c> {
                 Admission::Yes => false,
                 Admission::Probe => true,
                 Admission::No { remaining } => {
-                    self.skipped[i] = true;
+                    self.slots[i].skipped = true;
                     self.cooling = Some(self.cooling.map_or(remaining, |c| c.min(remaining)));
                     continue;
                 }
             };
-            let wait = match self.made[i] {
+            let wait = match self.slots[i].made {
                 0 => Duration::ZERO,
-                n => backoff(n - 1, &config.routing, self.retry_after[i], &mut *random),
+                n => backoff(n - 1, &config.routing, self.slots[i].retry_after, &mut *random),
             };
             if now.checked_add(wait).is_none_or(|at| at >= self.deadline) {
                 // Not this one again; a fallback may still be in time.
-                self.skipped[i] = true;
+                self.slots[i].skipped = true;
                 continue;
             }
-            self.made[i] += 1;
+            self.slots[i].made += 1;
             self.total += 1;
             self.current = Some(i);
             return Next::Go { candidate, wait, probe };
@@ -305,7 +310,7 @@ impl<'c> Attempts<'c> {
     /// is what the provider asked for.
     pub fn failed(&mut self, error: GatewayError, retry_after: Option<Duration>) {
         if let Some(i) = self.current.take() {
-            self.retry_after[i] = retry_after;
+            self.slots[i].retry_after = retry_after;
         }
         self.last_error = Some(error);
     }

@@ -538,12 +538,13 @@ fn control_plane(
             },
             recv(ticker) -> _ => {
                 quotas.expire(crate::limits::current_window().saturating_sub(1));
-                if let Some(exhausted) = tenancy.tick(Instant::now()) {
-                    dropped += broadcast(&links, &Command::Exhausted(exhausted));
-                }
-                if let Some(keys) = tenancy.refresh_keys() {
-                    dropped += broadcast(&links, &Command::Keys(keys));
-                }
+                let _ = tenancy.tick(Instant::now());
+                let _ = tenancy.refresh_keys();
+                // Sent on every tick, changed or not: a shard whose channel
+                // was full once still learns of a revoked key or a spent
+                // budget (an unchanged key table costs a shard nothing).
+                dropped += broadcast(&links, &Command::Exhausted(tenancy.exhausted()));
+                dropped += broadcast(&links, &Command::Keys(tenancy.runtime_keys()));
                 let totals = sum(&per_shard);
                 if totals.values != last_sent.values {
                     dropped += broadcast(&links, &Command::Totals(Arc::new(totals.clone())));

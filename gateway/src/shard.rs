@@ -313,10 +313,12 @@ impl Shard {
         let (_, models) = all
             .entry(key.map_or(0, Key::limit_id))
             .or_insert_with(|| (key.map_or_else(anonymous_key, |k| k.ledger_id().clone()), HashMap::new()));
-        if !models.contains_key(model) {
-            models.insert(model.to_owned(), (store::Usage::default(), 0));
-        }
-        if let Some((sum, requests)) = models.get_mut(model) {
+        let entry = match models.get_mut(model) {
+            Some(entry) => entry,
+            None => models.entry(model.to_owned()).or_default(),
+        };
+        {
+            let (sum, requests) = entry;
             sum.prompt_tokens += usage.prompt_tokens;
             sum.completion_tokens += usage.completion_tokens;
             sum.cached_tokens += usage.cached_tokens;
@@ -491,8 +493,10 @@ impl Shard {
             Command::Grant { id, window, units } => self.leases.granted(id, window, units),
             Command::Exhausted(keys) => *self.exhausted.borrow_mut() = keys,
             Command::Keys(keys) => {
-                *self.runtime_keys.borrow_mut() = keys;
-                self.rebuild_keys();
+                if !Arc::ptr_eq(&keys, &self.runtime_keys.borrow()) {
+                    *self.runtime_keys.borrow_mut() = keys;
+                    self.rebuild_keys();
+                }
             }
             Command::Answer { ticket, status, body } => {
                 if let Some(waiter) = self.asks.borrow_mut().remove(&ticket) {

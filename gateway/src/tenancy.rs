@@ -46,7 +46,7 @@ pub struct Tenancy {
     config: Config,
     flush_every: Duration,
     last_flush: Instant,
-    exhausted: HashSet<u64>,
+    exhausted: Arc<HashSet<u64>>,
     /// Whether the last write failed (said once until one succeeds).
     failing: bool,
 }
@@ -59,7 +59,13 @@ struct Shared {
     unreserved: std::collections::HashMap<String, (u64, u64)>,
     /// Whether the last call failed (said once until one succeeds).
     down: bool,
+    /// After a failure, Redis is left alone until then: a dead Redis costs
+    /// each grant nothing instead of a connect timeout.
+    retry_at: Option<Instant>,
 }
+
+/// How long Redis is left alone after a failed call.
+const REDIS_RETRY_MS: u64 = 1_000;
 
 impl Tenancy {
     /// Opens the configured store.
@@ -74,7 +80,12 @@ impl Tenancy {
                 let redis_config =
                     || store::RedisConfig { key_prefix: key_prefix.clone(), ..store::RedisConfig::new(url.expose()) };
                 let open = |c| store::RedisStore::open(c).map_err(|e| format!("storage.url: {e}"));
-                shared = Some(Shared { redis: open(redis_config())?, unreserved: Default::default(), down: false });
+                shared = Some(Shared {
+                    redis: open(redis_config())?,
+                    unreserved: Default::default(),
+                    down: false,
+                    retry_at: None,
+                });
                 Box::new(open(redis_config())?)
             }
         };
@@ -98,7 +109,7 @@ impl Tenancy {
             config: config.clone(),
             flush_every: Duration::from_millis(config.storage.usage_flush_ms),
             last_flush: Instant::now(),
-            exhausted: HashSet::new(),
+            exhausted: Arc::default(),
             failing: false,
         };
         tenancy.runtime = tenancy.active_keys();
@@ -120,6 +131,11 @@ impl Tenancy {
         self.flush_every = Duration::from_millis(config.storage.usage_flush_ms);
     }
 
+    /// Whether Redis is being left alone after a failed call.
+    fn redis_resting(&self) -> bool {
+        self.shared.as_ref().is_some_and(Shared::resting)
+    }
+
     /// Reserves `units` of a counter in Redis before they are granted;
     /// returns how many may be granted (all of them without Redis, or when
     /// it is away).
@@ -127,6 +143,10 @@ impl Tenancy {
         let Some(shared) = &mut self.shared else { return units };
         let name = counter_name(id, window);
         let window_end = (window + 1) * 60;
+        if shared.resting() {
+            shared.unreserved.entry(name).or_insert((window, 0)).1 += units;
+            return units;
+        }
         shared.settle(window);
         match shared.redis.reserve(&name, window_end, units, limit) {
             Ok(granted) => {
@@ -146,6 +166,17 @@ impl Tenancy {
     pub fn release(&mut self, id: &store::quota::CounterId, window: u64, units: u64) {
         let Some(shared) = &mut self.shared else { return };
         let name = counter_name(id, window);
+        // Units granted while Redis was away were never reserved there: they
+        // come off that debt, not off other instances' reservations.
+        let mut units = units;
+        if let Some((_, debt)) = shared.unreserved.get_mut(&name) {
+            let paid = units.min(*debt);
+            *debt -= paid;
+            units -= paid;
+        }
+        if units == 0 || shared.resting() {
+            return;
+        }
         if let Err(e) = shared.redis.release(&name, units) {
             shared.went_down(&e);
         }
@@ -160,7 +191,9 @@ impl Tenancy {
     /// records are read again (every flush), and the new active keys are
     /// returned when they changed.
     pub fn refresh_keys(&mut self) -> Option<Arc<Vec<Key>>> {
-        self.shared.as_ref()?;
+        if self.shared.as_ref()?.resting() {
+            return None;
+        }
         let records: std::collections::BTreeMap<String, store::KeyRecord> = match self.store.list_keys() {
             Ok(list) => list.into_iter().map(|r| (r.id.as_str().to_owned(), r)).collect(),
             Err(_) => return None,
@@ -184,16 +217,25 @@ impl Tenancy {
         self.last_flush = now;
         self.flush();
         let exhausted = self.over_budget();
-        if exhausted == self.exhausted {
+        if exhausted == *self.exhausted {
             return None;
         }
-        self.exhausted = exhausted.clone();
-        Some(Arc::new(exhausted))
+        self.exhausted = Arc::new(exhausted);
+        Some(self.exhausted.clone())
+    }
+
+    /// The keys over budget, as last sent: sent again on every tick, so a
+    /// shard whose channel was full when it changed still learns it.
+    pub fn exhausted(&self) -> Arc<HashSet<u64>> {
+        self.exhausted.clone()
     }
 
     /// Writes what the ledger holds to the store; on failure it stays for
     /// the next flush.
     pub fn flush(&mut self) {
+        if self.redis_resting() {
+            return;
+        }
         let batch = self.ledger.take();
         if batch.is_empty() {
             return;
@@ -206,6 +248,9 @@ impl Tenancy {
                 }
                 self.failing = true;
                 self.ledger.merge_all(&batch);
+                if let Some(shared) = &mut self.shared {
+                    shared.went_down(&e);
+                }
             }
         }
     }
@@ -219,7 +264,12 @@ impl Tenancy {
             let Some(budget) = key.budget else { continue };
             let window = budget.period.window(now);
             let id = key.ledger_id();
-            let over_now = match self.store.spend_micros(id, &window) {
+            let stored = if self.shared.as_ref().is_some_and(Shared::resting) {
+                Err(())
+            } else {
+                self.store.spend_micros(id, &window).map_err(drop)
+            };
+            let over_now = match stored {
                 Ok(stored) => stored + self.ledger.spend_micros(id, &window) >= budget.usd_micros,
                 // The store cannot say: the key keeps the verdict it had.
                 Err(_) => self.exhausted.contains(&key.limit_id()),
@@ -357,7 +407,13 @@ impl Tenancy {
 }
 
 impl Shared {
+    /// Whether Redis is being left alone after a failure.
+    fn resting(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
+    }
+
     fn up(&mut self) {
+        self.retry_at = None;
         if self.down {
             eprintln!("corelay: storage: Redis answers again; limits are shared again");
         }
@@ -365,6 +421,7 @@ impl Shared {
     }
 
     fn went_down(&mut self, e: &store::StoreError) {
+        self.retry_at = Some(Instant::now() + Duration::from_millis(REDIS_RETRY_MS));
         if !self.down {
             eprintln!("corelay: storage: Redis is unavailable ({e}); limits are this instance's own until it returns");
         }
