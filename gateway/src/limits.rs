@@ -94,6 +94,14 @@ impl Leases {
         }
     }
 
+    /// Gives back `units` taken from the lease of `id` (a request admitted
+    /// by one limit and refused by the next).
+    pub fn refund(&self, id: &CounterId, window: u64, units: u64) {
+        if let Some(lease) = self.leases.borrow_mut().get_mut(id).filter(|l| l.window == window) {
+            lease.remaining += units;
+        }
+    }
+
     /// Waits for a grant of `id`; `true` when no ask is out yet (or the one
     /// out is older than a grant ever takes: its answer was lost), so the
     /// caller must send one.

@@ -315,9 +315,19 @@ async fn admit_key(
             crate::limits::admit(shard, id, Measure::Tokens, tpm, 0).await.map_err(refused)?;
         }
     }
-    for &(id, rpm, _) in &limits {
-        if let Some(rpm) = rpm {
-            crate::limits::admit(shard, id, Measure::Requests, rpm, 1).await.map_err(refused)?;
+    let window = crate::limits::current_window();
+    for (i, &(id, rpm, _)) in limits.iter().enumerate() {
+        if let Some(rpm) = rpm
+            && let Err(r) = crate::limits::admit(shard, id, Measure::Requests, rpm, 1).await
+        {
+            // The units the earlier limits took go back: this request is
+            // not admitted.
+            for &(taken, earlier, _) in &limits[..i] {
+                if earlier.is_some() {
+                    shard.leases.refund(&store::quota::CounterId { key: taken, measure: Measure::Requests }, window, 1);
+                }
+            }
+            return Err(refused(r));
         }
     }
     let charge = TokenCharge { limits: limits.map(|(id, _, tpm)| tpm.map(|t| (id, t))) };

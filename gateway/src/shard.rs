@@ -345,7 +345,16 @@ impl Shard {
                     cache_write_tokens: usage.cache_write_tokens,
                     reasoning_tokens: usage.reasoning_tokens,
                     requests,
-                    cost_micros: prices.cost_micros(&model, &usage).unwrap_or(0),
+                    // The price of the served name, else of the name its
+                    // provider knows it by (`upstream_models`).
+                    cost_micros: prices
+                        .cost_micros(&model, &usage)
+                        .or_else(|| {
+                            let deployment =
+                                &snapshot.config.deployments[*snapshot.config.routes.get(&model)?.first()?];
+                            prices.cost_micros(deployment.upstream_model(&model), &usage)
+                        })
+                        .unwrap_or(0),
                 };
                 let key =
                     store::UsageKey { key_id: key_id.clone(), model, hour_unix: store::ledger::hour_start(at_unix) };
