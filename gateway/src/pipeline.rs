@@ -224,10 +224,8 @@ fn authenticate<'k>(keys: &'k KeyTable, request: &Request<'_>) -> Result<Option<
     if !keys.auth_required() {
         return Ok(None);
     }
-    let bearer = request
-        .header(&request.head.authorization)
-        .and_then(|v| v.strip_prefix(b"Bearer ").or_else(|| v.strip_prefix(b"bearer ")));
-    let presented = bearer
+    let presented = request
+        .authorization_bearer()
         .or_else(|| request.header(&request.head.x_api_key))
         .or_else(|| request.header(&request.head.x_goog_api_key))
         .map(<[u8]>::trim_ascii);

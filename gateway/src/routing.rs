@@ -280,15 +280,6 @@ impl<'c> Attempts<'c> {
                 continue;
             };
             let candidate = self.plan.candidates[i];
-            let probe = match admit(candidate.deployment) {
-                Admission::Yes => false,
-                Admission::Probe => true,
-                Admission::No { remaining } => {
-                    self.slots[i].skipped = true;
-                    self.cooling = Some(self.cooling.map_or(remaining, |c| c.min(remaining)));
-                    continue;
-                }
-            };
             let wait = match self.slots[i].made {
                 0 => Duration::ZERO,
                 n => backoff(n - 1, &config.routing, self.slots[i].retry_after, &mut *random),
@@ -298,6 +289,17 @@ impl<'c> Attempts<'c> {
                 self.slots[i].skipped = true;
                 continue;
             }
+            // Asked last: a breaker's probe is spent only on an attempt that
+            // is really made.
+            let probe = match admit(candidate.deployment) {
+                Admission::Yes => false,
+                Admission::Probe => true,
+                Admission::No { remaining } => {
+                    self.slots[i].skipped = true;
+                    self.cooling = Some(self.cooling.map_or(remaining, |c| c.min(remaining)));
+                    continue;
+                }
+            };
             self.slots[i].made += 1;
             self.total += 1;
             self.current = Some(i);
