@@ -1,5 +1,6 @@
 //! The Markdown report: one table per scenario kind, then corelay's ratios
-//! to each peer and the issue's four criteria, each marked pass or fail.
+//! to each peer (crabllm, and LiteLLM and TensorZero with `--peers`), and
+//! the issue's four criteria against crabllm, each marked pass or fail.
 
 use std::fmt::Write;
 
@@ -16,6 +17,8 @@ pub struct Meta {
     pub corelay_commit: String,
     pub oha_version: String,
     pub crabllm_version: String,
+    /// The peers of `--peers` that ran, each with its version and how.
+    pub peers: Vec<String>,
     pub gateway_cpus: String,
     pub load_cpus: String,
     pub duration_s: f64,
@@ -178,6 +181,9 @@ fn header(out: &mut String, meta: &Meta) {
         "- corelay: commit {}; crabllm: {}; oha: {}",
         meta.corelay_commit, meta.crabllm_version, meta.oha_version
     );
+    for peer in &meta.peers {
+        let _ = writeln!(out, "- Peer: {peer}");
+    }
     let _ = writeln!(
         out,
         "- Pinning (taskset): each gateway on CPUs {}; corelay-mock and oha on CPUs {}. {} s per run, after a warm-up; \
@@ -190,8 +196,16 @@ fn header(out: &mut String, meta: &Meta) {
          Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
          `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` \
          (at `warn` it writes no per-request log line; corelay writes none). An achieved rate below 98% of the \
-         offered one is marked: that target was saturated.\n",
+         offered one is marked: that target was saturated.",
         meta.crabllm_rust_log
+    );
+    let _ = writeln!(
+        out,
+        "- A target that runs worker processes (LiteLLM with more than one gateway CPU) is measured as a process \
+         tree: CPU is utime + stime of every process under it, plus what they reaped (cutime + cstime); peak RSS \
+         is the sum of their VmHWM, an upper bound of the tree's peak (shared pages count once per process). The \
+         run's JSON says how many processes were counted. LiteLLM runs with `LITELLM_LOG=WARNING` (no access-log \
+         line per request), TensorZero with its default logging (none per request).\n"
     );
 }
 
@@ -233,8 +247,9 @@ fn tables(out: &mut String, runs: &[Measurement]) {
 
 fn ratios(out: &mut String, runs: &[Measurement]) {
     let _ = writeln!(out, "## corelay / each peer\n");
-    for peer in [Target::Crabllm] {
-        if !runs.iter().any(|m| m.target == peer) {
+    let _ = writeln!(out, "Below 1 is corelay's advantage, except for achieved rps, where above 1 is.\n");
+    for peer in [Target::Crabllm, Target::Litellm, Target::Tensorzero] {
+        if !runs.iter().any(|m| m.target == peer) || !runs.iter().any(|m| m.target == Target::Corelay) {
             continue;
         }
         let _ = writeln!(out, "### {}\n", peer.name());
@@ -255,22 +270,30 @@ fn ratios(out: &mut String, runs: &[Measurement]) {
                 cell(Metric::OkPerSecond)
             );
         }
-        let _ = writeln!(out, "\nIssue 6's criteria (corelay / {}):\n", peer.name());
-        let _ = writeln!(out, "| scenario | metric | corelay | {} | ratio | wanted | verdict |", peer.name());
-        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- |");
-        for c in &CRITERIA {
-            let row = match judge(runs, c, peer) {
-                Verdict::Pass { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**pass**"),
-                Verdict::Fail { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**FAIL**"),
-                Verdict::NotMeasured => {
-                    format!("| {} | {} | – | – | – | {} | not measured |", c.scenario, c.metric.label(), c.bound_text)
-                }
-            };
-            let _ = writeln!(out, "{row}");
-        }
-        floor_note(out, runs, peer);
         out.push('\n');
+        if peer == Target::Crabllm {
+            criteria(out, runs, peer);
+        }
     }
+}
+
+/// Issue 6's criteria, stated against crabllm.
+fn criteria(out: &mut String, runs: &[Measurement], peer: Target) {
+    let _ = writeln!(out, "Issue 6's criteria (corelay / {}):\n", peer.name());
+    let _ = writeln!(out, "| scenario | metric | corelay | {} | ratio | wanted | verdict |", peer.name());
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- |");
+    for c in &CRITERIA {
+        let row = match judge(runs, c, peer) {
+            Verdict::Pass { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**pass**"),
+            Verdict::Fail { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**FAIL**"),
+            Verdict::NotMeasured => {
+                format!("| {} | {} | – | – | – | {} | not measured |", c.scenario, c.metric.label(), c.bound_text)
+            }
+        };
+        let _ = writeln!(out, "{row}");
+    }
+    floor_note(out, runs, peer);
+    out.push('\n');
 }
 
 /// A gateway cannot serve more than the mock alone does on the same load
@@ -362,6 +385,7 @@ mod tests {
             cpu_s: 1.0,
             peak_rss_bytes: rss_mb * 1048576,
             measured: target.name(),
+            processes: 1,
             pids: Vec::new(),
         }
     }
@@ -391,6 +415,7 @@ mod tests {
                 corelay_commit: "x".into(),
                 oha_version: "o".into(),
                 crabllm_version: "v".into(),
+                peers: Vec::new(),
                 gateway_cpus: "0".into(),
                 load_cpus: "1".into(),
                 duration_s: 1.0,
