@@ -17,6 +17,7 @@
 //! module and its children, here, in one place.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod charts;
 pub mod cli;
 pub mod oha;
 pub mod peers;
@@ -91,7 +92,9 @@ pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
     }
 
     std::fs::write(dir.join("meta.json"), sonic_rs::to_string_pretty(&meta)?)?;
-    let report = report::markdown(&meta, &runs, &failures);
+    let (charts, chart_failures) = charts::draw(&dir, &runs);
+    failures.extend(chart_failures.into_iter().map(|f| format!("chart {f}")));
+    let report = report::markdown(&meta, &runs, &charts, &failures);
     std::fs::write(dir.join("report.md"), &report)?;
     println!("{report}");
     eprintln!("corelay-bench: report in {}", dir.join("report.md").display());

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::charts::{self, Chart};
 use super::oha::Load;
 use super::run::Measurement;
 use super::targets::Target;
@@ -157,10 +158,11 @@ pub fn judge(runs: &[Measurement], c: &Criterion, peer: Target) -> Verdict {
 }
 
 /// The whole report.
-pub fn markdown(meta: &Meta, runs: &[Measurement], failures: &[String]) -> String {
+pub fn markdown(meta: &Meta, runs: &[Measurement], charts: &[Chart], failures: &[String]) -> String {
     let mut out = String::new();
     header(&mut out, meta);
     tables(&mut out, runs);
+    chart_links(&mut out, runs, charts);
     if !failures.is_empty() {
         let _ = writeln!(out, "## Runs that failed\n");
         for f in failures {
@@ -243,6 +245,28 @@ fn tables(out: &mut String, runs: &[Measurement]) {
         }
     }
     out.push('\n');
+}
+
+/// The charts beside the report, with their legend in words (a chart drawn
+/// without a font has none of its own).
+fn chart_links(out: &mut String, runs: &[Measurement], charts: &[Chart]) {
+    if charts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Charts\n");
+    let legend: Vec<String> = Target::ALL
+        .into_iter()
+        .filter(|&t| runs.iter().any(|m| m.target == t))
+        .map(|t| format!("{} {}", t.name(), charts::colour_name(t)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Colours: {}. Value axes are logarithmic. In the latency charts, circles are P50 and triangles P99.\n",
+        legend.join(", ")
+    );
+    for chart in charts {
+        let _ = writeln!(out, "![{}]({})\n", chart.title, chart.file);
+    }
 }
 
 fn ratios(out: &mut String, runs: &[Measurement]) {
@@ -422,8 +446,11 @@ mod tests {
                 crabllm_rust_log: "warn".into(),
             },
             &runs,
+            &[Chart { file: "peak-rss.png".into(), title: "Peak RSS".into() }],
             &[],
         );
+        assert!(text.contains("Colours: corelay blue, crabllm orange."), "{text}");
+        assert!(text.contains("![Peak RSS](peak-rss.png)"), "{text}");
         assert!(
             text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"),
             "{text}"
