@@ -385,6 +385,8 @@ mod tests {
             measured: target.name(),
             processes: 1,
             pids: Vec::new(),
+            repetition: 1,
+            latency: None,
         }
     }
 

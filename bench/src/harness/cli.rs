@@ -51,6 +51,13 @@ pub struct Args {
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
 
+    /// Runs of each (scenario, target), each with fresh processes. Above 1,
+    /// oha writes per-request latencies (CSV), merged over the runs in one
+    /// HdrHistogram for the report's percentiles; oha's CSV has no
+    /// transport errors, so those are not counted then.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
+
     /// Print the selected scenario names and exit.
     #[arg(long)]
     pub list: bool,
@@ -148,6 +155,8 @@ mod tests {
             Args::try_parse_from(["corelay-bench", "--quick", "--duration", "1.5", "--targets", "mock"]).unwrap();
         assert_eq!((short.duration(), short.targets), (Duration::from_millis(1500), vec![Target::Mock]));
         assert!(Args::try_parse_from(["corelay-bench", "--duration", "0"]).is_err());
+        assert_eq!(args.repeat, 1);
+        assert!(Args::try_parse_from(["corelay-bench", "--repeat", "0"]).is_err());
         assert!(Args::try_parse_from(["corelay-bench", "--targets", "bifrost"]).is_err());
         assert!(Args::try_parse_from(["corelay-bench", "--gateway-cpus", "0;1"]).is_err());
     }

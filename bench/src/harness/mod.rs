@@ -19,6 +19,7 @@
 
 pub mod charts;
 pub mod cli;
+pub mod merge;
 pub mod oha;
 pub mod peers;
 pub mod procfs;
@@ -72,33 +73,51 @@ pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
         dir.display()
     );
 
-    let mut runs: Vec<Measurement> = Vec::new();
-    for scenario in &scenarios {
-        for &target in targets.iter().filter(|t| t.serves(scenario)) {
-            eprint!("  {:<24} {:<10} ", scenario.name, target.name());
-            match run::measure(&setup, scenario, target) {
-                Ok(m) => {
-                    eprintln!("{}", one_line(&m));
-                    let path = dir.join(format!("{}__{}.json", scenario.name.replace(['@', '+'], "_"), target.name()));
-                    std::fs::write(&path, sonic_rs::to_string_pretty(&m)?)?;
-                    runs.push(m);
-                }
-                Err(e) => {
-                    eprintln!("failed: {e:#}");
-                    failures.push(format!("{} / {}: {e:#}", scenario.name, target.name()));
-                }
-            }
-        }
-    }
+    let repetitions = run_all(&setup, &scenarios, &targets, &mut failures)?;
+    let runs = merge::merge(&repetitions);
+    let repetitions = if setup.repeat > 1 { repetitions } else { Vec::new() };
 
     std::fs::write(dir.join("meta.json"), sonic_rs::to_string_pretty(&meta)?)?;
     let (charts, chart_failures) = charts::draw(&dir, &runs);
     failures.extend(chart_failures.into_iter().map(|f| format!("chart {f}")));
-    let report = report::markdown(&meta, &runs, &charts, &failures);
+    let report = report::markdown(&meta, &runs, &repetitions, &charts, &failures);
     std::fs::write(dir.join("report.md"), &report)?;
     println!("{report}");
     eprintln!("corelay-bench: report in {}", dir.join("report.md").display());
     Ok(dir)
+}
+
+/// Every run: per scenario, `--repeat` rounds in which the targets take
+/// turns, so slow drift on a shared machine spreads over all of them. Each
+/// run's JSON is written as it ends; a failed run is pushed to `failures`.
+fn run_all(
+    setup: &Setup,
+    scenarios: &[scenarios::Scenario],
+    targets: &[Target],
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        for repetition in 1..=setup.repeat {
+            for &target in targets.iter().filter(|t| t.serves(scenario)) {
+                let round = if setup.repeat > 1 { format!(" #{repetition}") } else { String::new() };
+                eprint!("  {:<24} {:<14} ", scenario.name, format!("{}{round}", target.name()));
+                match run::measure(setup, scenario, target, repetition) {
+                    Ok(m) => {
+                        eprintln!("{}", one_line(&m));
+                        let stem = run::run_stem(&scenario.name, target, repetition, setup.repeat);
+                        std::fs::write(setup.dir.join(format!("{stem}.json")), sonic_rs::to_string_pretty(&m)?)?;
+                        runs.push(m);
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e:#}");
+                        failures.push(format!("{} / {}{round}: {e:#}", scenario.name, target.name()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(runs)
 }
 
 /// Locates or installs what the targets need. A peer's failed install is
@@ -137,6 +156,7 @@ fn setup(args: &Args, targets: &[Target], dir: &Path, failures: &mut Vec<String>
         load_cpus: args.load_cpus.clone(),
         load_threads: cli::cpu_count(&args.load_cpus).map_err(anyhow::Error::msg)?,
         duration: args.duration(),
+        repeat: args.repeat,
         warmup_requests: args.warmup_requests,
         crabllm_rust_log: args.crabllm_rust_log.clone(),
         ticks_per_s: run::ticks_per_s(),
@@ -162,6 +182,7 @@ fn meta(args: &Args, setup: &Setup, targets: &[Target], started_utc: String) -> 
         gateway_cpus: args.gateway_cpus.clone(),
         load_cpus: args.load_cpus.clone(),
         duration_s: args.duration().as_secs_f64(),
+        repeat: args.repeat,
         crabllm_rust_log: args.crabllm_rust_log.clone(),
     }
 }

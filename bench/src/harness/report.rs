@@ -23,6 +23,8 @@ pub struct Meta {
     pub gateway_cpus: String,
     pub load_cpus: String,
     pub duration_s: f64,
+    /// Runs of each (scenario, target), merged in the tables (`merge`).
+    pub repeat: u32,
     pub crabllm_rust_log: String,
 }
 
@@ -158,10 +160,20 @@ pub fn judge(runs: &[Measurement], c: &Criterion, peer: Target) -> Verdict {
 }
 
 /// The whole report.
-pub fn markdown(meta: &Meta, runs: &[Measurement], charts: &[Chart], failures: &[String]) -> String {
+///
+/// `runs` has one measurement per (scenario, target), merged over the
+/// `repetitions` when runs repeat (`repetitions` is empty otherwise).
+pub fn markdown(
+    meta: &Meta,
+    runs: &[Measurement],
+    repetitions: &[Measurement],
+    charts: &[Chart],
+    failures: &[String],
+) -> String {
     let mut out = String::new();
     header(&mut out, meta);
     tables(&mut out, runs);
+    each_run(&mut out, repetitions);
     chart_links(&mut out, runs, charts);
     if !failures.is_empty() {
         let _ = writeln!(out, "## Runs that failed\n");
@@ -207,8 +219,52 @@ fn header(out: &mut String, meta: &Meta) {
          tree: CPU is utime + stime of every process under it, plus what they reaped (cutime + cstime); peak RSS \
          is the sum of their VmHWM, an upper bound of the tree's peak (shared pages count once per process). The \
          run's JSON says how many processes were counted. LiteLLM runs with `LITELLM_LOG=WARNING` (no access-log \
-         line per request), TensorZero with its default logging (none per request).\n"
+         line per request), TensorZero with its default logging (none per request)."
     );
+    if meta.repeat > 1 {
+        let _ = writeln!(
+            out,
+            "- Each (scenario, target) ran {} times, with fresh processes each time, and the tables, ratios and \
+             charts merge those runs: latency percentiles come from one HdrHistogram of every request of every run \
+             (oha's per-request CSV; 3 significant digits), CPU per request is all the CPU time over all the \
+             responses, the achieved rate all the 2xx answers over all the runs' time, peak RSS the highest run's. \
+             oha's CSV lists only requests that got an answer, so here `errors` counts non-2xx answers and no \
+             transport error or deadline abort. \"Each run\" lists the runs one by one.",
+            meta.repeat
+        );
+    }
+    out.push('\n');
+}
+
+/// The runs one by one, when they repeat: their spread.
+fn each_run(out: &mut String, repetitions: &[Measurement]) {
+    if repetitions.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Each run\n");
+    let _ = writeln!(
+        out,
+        "| scenario | target | run | achieved rps | errors | P50 | P99 | max | CPU µs/req | peak RSS MB |"
+    );
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for m in repetitions {
+        let o = &m.outcome;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            m.scenario.name,
+            m.target.name(),
+            m.repetition,
+            achieved(m),
+            o.errors,
+            ms(o.p50_us),
+            ms(o.p99_us),
+            ms(o.max_us),
+            m.cpu_us_per_request.map_or("–".to_owned(), |v| format!("{v:.1}")),
+            m.peak_rss_bytes as f64 / 1048576.0,
+        );
+    }
+    out.push('\n');
 }
 
 fn tables(out: &mut String, runs: &[Measurement]) {
@@ -411,6 +467,8 @@ mod tests {
             measured: target.name(),
             processes: 1,
             pids: Vec::new(),
+            repetition: 1,
+            latency: None,
         }
     }
 
@@ -443,9 +501,11 @@ mod tests {
                 gateway_cpus: "0".into(),
                 load_cpus: "1".into(),
                 duration_s: 1.0,
+                repeat: 1,
                 crabllm_rust_log: "warn".into(),
             },
             &runs,
+            &[],
             &[Chart { file: "peak-rss.png".into(), title: "Peak RSS".into() }],
             &[],
         );

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::oha::{self, Invocation, Outcome};
@@ -55,6 +56,9 @@ pub struct Setup {
     /// counts the machine's cores, ignoring `taskset`.
     pub load_threads: u32,
     pub duration: Duration,
+    /// Runs of each (scenario, target); above 1, oha writes per-request CSV
+    /// and the runs' latencies are merged (`merge`).
+    pub repeat: u32,
     pub warmup_requests: u32,
     /// `RUST_LOG` of crabllm.
     pub crabllm_rust_log: String,
@@ -98,13 +102,18 @@ pub struct Measurement {
     pub measured: &'static str,
     /// Every process the run started, for the record.
     pub pids: Vec<u32>,
+    /// Which of `--repeat` runs this is, from 1.
+    pub repetition: u32,
+    /// Every latency, in ns, when oha wrote per-request CSV (`--repeat`).
+    #[serde(skip)]
+    pub latency: Option<Histogram<u64>>,
 }
 
 /// Runs one scenario against one target and stops everything it started,
 /// whether it succeeds or not.
-pub fn measure(setup: &Setup, scenario: &Scenario, target: Target) -> anyhow::Result<Measurement> {
+pub fn measure(setup: &Setup, scenario: &Scenario, target: Target, repetition: u32) -> anyhow::Result<Measurement> {
     let mut started = Vec::new();
-    let result = measure_inner(setup, scenario, target, &mut started);
+    let result = measure_inner(setup, scenario, target, repetition, &mut started);
     for &pid in started.iter().rev() {
         procs::stop(pid);
     }
@@ -118,9 +127,10 @@ fn measure_inner(
     setup: &Setup,
     scenario: &Scenario,
     target: Target,
+    repetition: u32,
     started: &mut Vec<u32>,
 ) -> anyhow::Result<Measurement> {
-    let stem = format!("{}__{}", file_safe(&scenario.name), target.name());
+    let stem = run_stem(&scenario.name, target, repetition, setup.repeat);
     let mock_port = free_port()?;
     let mock = start_mock(setup, scenario, mock_port, &stem)?;
     started.push(mock);
@@ -145,14 +155,20 @@ fn measure_inner(
         load: scenario.load,
         duration: setup.duration,
         latency_correction: scenario.latency_correction,
+        per_request: setup.repeat > 1,
     };
-    let json_path = setup.dir.join(format!("{stem}.oha.json"));
-    run_oha(setup, &invocation.args(), &json_path, setup.duration + OHA_GRACE, "oha", started)?;
+    let out = setup.dir.join(format!("{stem}.oha.{}", if invocation.per_request { "csv" } else { "json" }));
+    run_oha(setup, &invocation.args(), &out, setup.duration + OHA_GRACE, "oha", started)?;
     let after = procfs::tree_cpu(measured_pid)?;
     let peak_rss_bytes = procfs::tree_peak_rss_bytes(measured_pid)?;
 
-    let text = std::fs::read_to_string(&json_path).with_context(|| format!("{}", json_path.display()))?;
-    let outcome = oha::parse(&text).with_context(|| format!("{}", json_path.display()))?;
+    let text = std::fs::read_to_string(&out).with_context(|| format!("{}", out.display()))?;
+    let (outcome, latency) = if invocation.per_request {
+        oha::parse_csv(&text, setup.duration).map(|(o, h)| (o, Some(h)))
+    } else {
+        oha::parse(&text).map(|o| (o, None))
+    }
+    .with_context(|| format!("{}", out.display()))?;
     let cpu_s = after.ticks.saturating_sub(before.ticks) as f64 / setup.ticks_per_s as f64;
     Ok(Measurement {
         scenario: scenario.clone(),
@@ -164,7 +180,15 @@ fn measure_inner(
         measured: if target == Target::Mock { "corelay-mock" } else { target.name() },
         outcome,
         pids: Vec::new(),
+        repetition,
+        latency,
     })
+}
+
+/// `SCENARIO__TARGET`, and `__rN` when runs repeat: the file names of a run.
+pub fn run_stem(scenario: &str, target: Target, repetition: u32, repeat: u32) -> String {
+    let stem = format!("{}__{}", file_safe(scenario), target.name());
+    if repeat > 1 { format!("{stem}__r{repetition}") } else { stem }
 }
 
 /// CPU seconds over `responses`, in microseconds; None without responses.

@@ -110,6 +110,27 @@ fn a_tiny_run_writes_its_report_and_leaves_no_process() {
 }
 
 #[test]
+fn repeated_runs_are_merged_from_ohas_per_request_csv() {
+    let Some(oha) = oha() else { return };
+    let out = out_dir("repeat");
+    let mut child = bench(&oha, &out, "1", "concurrent-100").args(["--repeat", "2"]).spawn().unwrap();
+    let status = wait_bounded(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("ran 2 times"), "{report}");
+    assert!(report.contains("| concurrent-100 | mock | 2 |"), "{report}");
+    for run in 1..=2 {
+        let csv = std::fs::read_to_string(out.join(format!("concurrent-100__mock__r{run}.oha.csv"))).unwrap();
+        assert!(csv.starts_with("request-start,"), "{csv}");
+    }
+    assert_all_gone(&logged_pids(&out));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn ctrl_c_mid_run_stops_every_process() {
     let Some(oha) = oha() else { return };
     let out = out_dir("sigint");
