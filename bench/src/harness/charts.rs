@@ -39,6 +39,9 @@ const BAR_GROUP_PX: u32 = 120;
 /// Sideways shift of each target's points in a latency chart, as a share
 /// of a step, so targets at the same value do not hide one another.
 const DODGE: f64 = 0.03;
+/// Share of a bar chart's height kept clear above the bars, for the legend
+/// (five entries).
+const LEGEND_SHARE: f64 = 0.3;
 
 /// One chart written next to the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,20 +212,24 @@ pub fn bars(runs: &[Measurement], metric: Metric) -> Bars {
 }
 
 /// A log-scale range that holds every value with some room: from half the
-/// smallest to twice the largest.
-fn log_range(values: impl Iterator<Item = f64>) -> anyhow::Result<std::ops::Range<f64>> {
+/// smallest to twice the largest, and higher still so that the top
+/// `free_share` of the axis stays clear (for the legend).
+fn log_range(values: impl Iterator<Item = f64>, free_share: f64) -> anyhow::Result<std::ops::Range<f64>> {
     let (lo, hi) = values
         .filter(|v| v.is_finite() && *v > 0.0)
         .fold((f64::INFINITY, 0.0_f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if hi <= 0.0 {
         bail!("no positive value to draw");
     }
-    Ok(lo / 2.0..hi * 2.0)
+    let (bottom, top) = (lo / 2.0, hi * 2.0);
+    // In decades: room / (span + room) = free_share.
+    let room = free_share / (1.0 - free_share) * (top / bottom).log10();
+    Ok(bottom..top * 10f64.powf(room))
 }
 
 fn draw_latency(path: &Path, group: &LatencyGroup, text: bool) -> anyhow::Result<()> {
     let values = group.lines.iter().flat_map(|(_, points)| points.iter().flat_map(|p| [p.p50_ms, p.p99_ms]));
-    let y = log_range(values)?;
+    let y = log_range(values, 0.0)?;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let steps = group.rates.len() as f64;
@@ -256,7 +263,8 @@ fn draw_latency(path: &Path, group: &LatencyGroup, text: bool) -> anyhow::Result
 }
 
 fn draw_bars(path: &Path, title: &str, bars: &Bars, text: bool) -> anyhow::Result<()> {
-    let y = log_range(bars.values.iter().flatten().flatten().copied())?;
+    // The legend sits in the top left corner, over the first group.
+    let y = log_range(bars.values.iter().flatten().flatten().copied(), LEGEND_SHARE)?;
     let extra = (bars.scenarios.len() as u32).saturating_sub(8) * BAR_GROUP_PX;
     let root = BitMapBackend::new(path, (SIZE.0 + extra, SIZE.1)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -425,8 +433,11 @@ mod tests {
 
     #[test]
     fn log_ranges_pad_the_extremes() {
-        assert_eq!(log_range([2.0, 8.0, 0.0].into_iter()).unwrap(), 1.0..16.0);
-        assert!(log_range([0.0, f64::NAN].into_iter()).is_err());
+        assert_eq!(log_range([2.0, 8.0, 0.0].into_iter(), 0.0).unwrap(), 1.0..16.0);
+        assert!(log_range([0.0, f64::NAN].into_iter(), 0.0).is_err());
+        // 1..16 spans 1.2 decades; half the axis clear doubles that.
+        let r = log_range([2.0, 8.0].into_iter(), 0.5).unwrap();
+        assert!((r.end - 256.0).abs() < 1e-6, "{r:?}");
     }
 
     #[test]

@@ -206,8 +206,8 @@ fn header(out: &mut String, meta: &Meta) {
     );
     let _ = writeln!(
         out,
-        "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response. \
-         Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
+        "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response \
+         (for a process tree, see below). Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
          `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` \
          (at `warn` it writes no per-request log line; corelay writes none). An achieved rate below 98% of the \
          offered one is marked: that target was saturated.",
@@ -337,9 +337,7 @@ fn ratios(out: &mut String, runs: &[Measurement]) {
         let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
         for m in runs.iter().filter(|m| m.target == Target::Corelay) {
             let Some(p) = find(runs, &m.scenario.name, peer) else { continue };
-            let cell = |metric: Metric| {
-                ratio(metric.value(m), metric.value(p)).map_or("–".to_owned(), |r| format!("{r:.3}"))
-            };
+            let cell = |metric: Metric| ratio(metric.value(m), metric.value(p)).map_or("–".to_owned(), ratio_text);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
@@ -424,6 +422,16 @@ fn achieved(m: &Measurement) -> String {
     }
 }
 
+/// A ratio with three significant digits, however small: 0.562, 0.0457,
+/// 0.0000454 (LiteLLM's latencies are thousands of times corelay's).
+pub fn ratio_text(r: f64) -> String {
+    if r >= 0.1 || r <= 0.0 || !r.is_finite() {
+        return format!("{r:.3}");
+    }
+    let decimals = (2.0 - r.log10().floor()) as usize;
+    format!("{r:.decimals$}")
+}
+
 fn ms(us: Option<f64>) -> String {
     us.map_or("–".to_owned(), |v| format!("{:.3}", v / 1000.0))
 }
@@ -438,6 +446,15 @@ mod tests {
         assert_eq!(ratio(None, Some(4.0)), None);
         assert_eq!(ratio(Some(1.0), Some(0.0)), None);
         assert_eq!(ratio(Some(f64::NAN), Some(1.0)), None);
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(ratio_text(0.5623), "0.562");
+        assert_eq!(ratio_text(124.048), "124.048");
+        assert_eq!(ratio_text(0.04567), "0.0457");
+        assert_eq!(ratio_text(0.0000454), "0.0000454");
+        assert_eq!(ratio_text(0.0), "0.000");
     }
 
     #[test]
