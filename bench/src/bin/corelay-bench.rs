@@ -1,5 +1,6 @@
-//! `corelay-bench`: corelay, crabllm and corelay-mock alone under crabllm's
-//! benchmark scenarios; see `bench::harness` and `--help`.
+//! `corelay-bench`: corelay, crabllm and corelay-mock alone (with `--peers`,
+//! LiteLLM and TensorZero too) under crabllm's benchmark scenarios; see
+//! `bench::harness` and `--help`.
 
 use clap::Parser;
 

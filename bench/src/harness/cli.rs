@@ -35,13 +35,28 @@ pub struct Args {
     #[arg(long, default_value = "1", value_parser = parse_cpus)]
     pub load_cpus: String,
 
-    /// What to measure, comma-separated: mock (the floor), corelay, crabllm.
+    /// What to measure, comma-separated: mock (the floor), corelay, crabllm;
+    /// with --peers also litellm, tensorzero.
     #[arg(long, value_delimiter = ',', default_value = "mock,corelay,crabllm", value_parser = Target::parse)]
     pub targets: Vec<Target>,
+
+    /// Also measure the LiteLLM proxy and TensorZero's gateway, installed
+    /// at pinned versions into Python venvs in the cache on first use
+    /// (python3 -m venv, pip). With --targets naming litellm or tensorzero,
+    /// only those named.
+    #[arg(long)]
+    pub peers: bool,
 
     /// Only the scenarios whose name contains one of these (repeatable).
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,
+
+    /// Runs of each (scenario, target), each with fresh processes. Above 1,
+    /// oha writes per-request latencies (CSV), merged over the runs in one
+    /// HdrHistogram for the report's percentiles; oha's CSV has no
+    /// transport errors, so those are not counted then.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: u32,
 
     /// Print the selected scenario names and exit.
     #[arg(long)]
@@ -74,6 +89,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// The targets to run: `--targets`, plus the peers with `--peers`
+    /// unless `--targets` names some. A peer needs `--peers`, which is what
+    /// allows installing it.
+    pub fn targets(&self) -> Result<Vec<Target>, String> {
+        let names_a_peer = self.targets.iter().any(|t| t.is_peer());
+        if names_a_peer && !self.peers {
+            return Err(
+                "litellm and tensorzero are peers: add --peers (it installs them into venvs in the cache)".into()
+            );
+        }
+        let mut targets = self.targets.clone();
+        if self.peers && !names_a_peer {
+            targets.extend(Target::PEERS);
+        }
+        targets.dedup();
+        Ok(targets)
+    }
+
     pub fn duration(&self) -> Duration {
         let default = if self.quick { QUICK_DURATION_S } else { FULL_DURATION_S };
         Duration::from_secs_f64(self.duration.unwrap_or(default))
@@ -113,7 +146,7 @@ mod tests {
     #[test]
     fn defaults_and_quick() {
         let args = Args::try_parse_from(["corelay-bench"]).unwrap();
-        assert_eq!(args.targets, Target::ALL);
+        assert_eq!(args.targets().unwrap(), Target::DEFAULT);
         assert_eq!((args.gateway_cpus.as_str(), args.load_cpus.as_str()), ("0", "1"));
         assert_eq!(args.duration(), Duration::from_secs(30));
         let quick = Args::try_parse_from(["corelay-bench", "--quick"]).unwrap();
@@ -122,8 +155,23 @@ mod tests {
             Args::try_parse_from(["corelay-bench", "--quick", "--duration", "1.5", "--targets", "mock"]).unwrap();
         assert_eq!((short.duration(), short.targets), (Duration::from_millis(1500), vec![Target::Mock]));
         assert!(Args::try_parse_from(["corelay-bench", "--duration", "0"]).is_err());
-        assert!(Args::try_parse_from(["corelay-bench", "--targets", "litellm"]).is_err());
+        assert_eq!(args.repeat, 1);
+        assert!(Args::try_parse_from(["corelay-bench", "--repeat", "0"]).is_err());
+        assert!(Args::try_parse_from(["corelay-bench", "--targets", "bifrost"]).is_err());
         assert!(Args::try_parse_from(["corelay-bench", "--gateway-cpus", "0;1"]).is_err());
+    }
+
+    #[test]
+    fn peers_come_with_the_flag_only() {
+        let targets = |args: &[&str]| {
+            let mut all = vec!["corelay-bench"];
+            all.extend(args);
+            Args::try_parse_from(all).unwrap().targets()
+        };
+        assert_eq!(targets(&["--peers"]).unwrap(), Target::ALL);
+        assert_eq!(targets(&["--peers", "--targets", "corelay,litellm"]).unwrap(), [Target::Corelay, Target::Litellm]);
+        assert!(targets(&["--targets", "tensorzero"]).is_err());
+        assert_eq!(targets(&["--targets", "mock"]).unwrap(), [Target::Mock]);
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `corelay-bench`: crabllm's benchmark, run side by side on one machine.
 //!
 //! For each scenario (`scenarios`) and each target (`targets`: the mock
-//! alone, corelay, crabllm), one run (`run`): fresh `corelay-mock` and
+//! alone, corelay, crabllm, and with `--peers` LiteLLM and TensorZero from
+//! Python venvs, `peers`), one run (`run`): fresh `corelay-mock` and
 //! gateway processes on loopback, pinned with `taskset` (gateway on
 //! `--gateway-cpus`, mock and oha on `--load-cpus`), a warm-up, then oha for
 //! a bounded time. Each run's numbers go to `RUN.json` in the results folder,
 //! and all of them into `report.md` (`report`) with corelay's ratios to each
-//! peer. Every process started is recorded and stopped by pid on every
-//! path, Ctrl-C and panics included (`procs`).
+//! peer. Every process started is recorded and stopped by pid (a gateway
+//! with worker processes: by its process group) on every path, Ctrl-C and
+//! panics included (`procs`).
 //!
 //! This is a blocking program that starts and watches processes, far from
 //! any shard: the workspace's bans on blocking calls and std locks
@@ -15,8 +17,11 @@
 //! module and its children, here, in one place.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod charts;
 pub mod cli;
+pub mod merge;
 pub mod oha;
+pub mod peers;
 pub mod procfs;
 pub mod procs;
 pub mod report;
@@ -47,6 +52,7 @@ pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::new());
     }
     anyhow::ensure!(!scenarios.is_empty(), "no scenario matches {:?} (see --list)", args.scenarios);
+    let targets = args.targets().map_err(anyhow::Error::msg)?;
 
     let started_utc = utc_stamp(std::time::SystemTime::now());
     let dir =
@@ -54,47 +60,71 @@ pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     procs::log_pids_to(&dir.join("pids"))?;
 
-    let setup = setup(args, &dir)?;
-    let meta = meta(args, &setup, started_utc);
+    let mut failures = Vec::new();
+    let setup = setup(args, &targets, &dir, &mut failures)?;
+    // A peer that could not be installed is left out, said once in the report.
+    let targets: Vec<Target> = targets.into_iter().filter(|&t| setup.has(t)).collect();
+    let meta = meta(args, &setup, &targets, started_utc);
     eprintln!(
         "corelay-bench: {} scenarios × {:?}, {} s each; results in {}",
         scenarios.len(),
-        target_names(&args.targets),
+        target_names(&targets),
         args.duration().as_secs_f64(),
         dir.display()
     );
 
-    let mut runs: Vec<Measurement> = Vec::new();
-    let mut failures = Vec::new();
-    for scenario in &scenarios {
-        for &target in args.targets.iter().filter(|t| t.serves(scenario)) {
-            eprint!("  {:<24} {:<8} ", scenario.name, target.name());
-            match run::measure(&setup, scenario, target) {
-                Ok(m) => {
-                    eprintln!("{}", one_line(&m));
-                    let path = dir.join(format!("{}__{}.json", scenario.name.replace(['@', '+'], "_"), target.name()));
-                    std::fs::write(&path, sonic_rs::to_string_pretty(&m)?)?;
-                    runs.push(m);
-                }
-                Err(e) => {
-                    eprintln!("failed: {e:#}");
-                    failures.push(format!("{} / {}: {e:#}", scenario.name, target.name()));
-                }
-            }
-        }
-    }
+    let repetitions = run_all(&setup, &scenarios, &targets, &mut failures)?;
+    let runs = merge::merge(&repetitions);
+    let repetitions = if setup.repeat > 1 { repetitions } else { Vec::new() };
 
     std::fs::write(dir.join("meta.json"), sonic_rs::to_string_pretty(&meta)?)?;
-    let report = report::markdown(&meta, &runs, &failures);
+    let (charts, chart_failures) = charts::draw(&dir, &runs);
+    failures.extend(chart_failures.into_iter().map(|f| format!("chart {f}")));
+    let report = report::markdown(&meta, &runs, &repetitions, &charts, &failures);
     std::fs::write(dir.join("report.md"), &report)?;
     println!("{report}");
     eprintln!("corelay-bench: report in {}", dir.join("report.md").display());
     Ok(dir)
 }
 
-fn setup(args: &Args, dir: &Path) -> anyhow::Result<Setup> {
+/// Every run: per scenario, `--repeat` rounds in which the targets take
+/// turns, so slow drift on a shared machine spreads over all of them. Each
+/// run's JSON is written as it ends; a failed run is pushed to `failures`.
+fn run_all(
+    setup: &Setup,
+    scenarios: &[scenarios::Scenario],
+    targets: &[Target],
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut runs = Vec::new();
+    for scenario in scenarios {
+        for repetition in 1..=setup.repeat {
+            for &target in targets.iter().filter(|t| t.serves(scenario)) {
+                let round = if setup.repeat > 1 { format!(" #{repetition}") } else { String::new() };
+                eprint!("  {:<24} {:<14} ", scenario.name, format!("{}{round}", target.name()));
+                match run::measure(setup, scenario, target, repetition) {
+                    Ok(m) => {
+                        eprintln!("{}", one_line(&m));
+                        let stem = run::run_stem(&scenario.name, target, repetition, setup.repeat);
+                        std::fs::write(setup.dir.join(format!("{stem}.json")), sonic_rs::to_string_pretty(&m)?)?;
+                        runs.push(m);
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e:#}");
+                        failures.push(format!("{} / {}{round}: {e:#}", scenario.name, target.name()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Locates or installs what the targets need. A peer's failed install is
+/// pushed to `failures` and leaves its venv unset; anything else is fatal.
+fn setup(args: &Args, targets: &[Target], dir: &Path, failures: &mut Vec<String>) -> anyhow::Result<Setup> {
     let cache = tools::cache_dir();
-    let wants = |t: Target| args.targets.contains(&t);
+    let wants = |t: Target| targets.contains(&t);
     let corelay = match &args.corelay_bin {
         Some(p) => Some(p.clone()),
         None if wants(Target::Corelay) => Some(tools::sibling("corelay")?),
@@ -105,15 +135,28 @@ fn setup(args: &Args, dir: &Path) -> anyhow::Result<Setup> {
         Some(p) => p.clone(),
         None => tools::sibling("corelay-mock")?,
     };
+    let mut venv = |t: Target| -> Option<PathBuf> {
+        if !wants(t) {
+            return None;
+        }
+        peers::venv(&cache, t, !args.no_install)
+            .map_err(|e| failures.push(format!("{}: not measured, its install failed: {e:#}", t.name())))
+            .ok()
+    };
+    let (litellm_venv, tensorzero_venv) = (venv(Target::Litellm), venv(Target::Tensorzero));
     Ok(Setup {
         oha: tools::oha(&cache, !args.no_install)?,
         mock,
         corelay,
         crabllm,
+        litellm_venv,
+        tensorzero_venv,
         gateway_cpus: args.gateway_cpus.clone(),
+        gateway_threads: cli::cpu_count(&args.gateway_cpus).map_err(anyhow::Error::msg)?,
         load_cpus: args.load_cpus.clone(),
         load_threads: cli::cpu_count(&args.load_cpus).map_err(anyhow::Error::msg)?,
         duration: args.duration(),
+        repeat: args.repeat,
         warmup_requests: args.warmup_requests,
         crabllm_rust_log: args.crabllm_rust_log.clone(),
         ticks_per_s: run::ticks_per_s(),
@@ -121,7 +164,7 @@ fn setup(args: &Args, dir: &Path) -> anyhow::Result<Setup> {
     })
 }
 
-fn meta(args: &Args, setup: &Setup, started_utc: String) -> report::Meta {
+fn meta(args: &Args, setup: &Setup, targets: &[Target], started_utc: String) -> report::Meta {
     let command = std::env::args().skip(1).fold("corelay-bench".to_owned(), |acc, a| acc + " " + &a);
     report::Meta {
         started_utc,
@@ -135,10 +178,27 @@ fn meta(args: &Args, setup: &Setup, started_utc: String) -> report::Meta {
                 tools::installed_version(&tools::cache_dir(), "crabllm").unwrap_or_else(|| bin.display().to_string())
             }
         },
+        peers: targets.iter().filter(|t| t.is_peer()).map(|&t| peer_text(t, setup.gateway_threads)).collect(),
         gateway_cpus: args.gateway_cpus.clone(),
         load_cpus: args.load_cpus.clone(),
         duration_s: args.duration().as_secs_f64(),
+        repeat: args.repeat,
         crabllm_rust_log: args.crabllm_rust_log.clone(),
+    }
+}
+
+/// How a peer ran, for the report header.
+fn peer_text(target: Target, workers: u32) -> String {
+    match target {
+        Target::Litellm => format!(
+            "{} (the `litellm` proxy CLI, uvicorn, {workers} worker process{}, LITELLM_LOG=WARNING)",
+            peers::version(target),
+            if workers == 1 { "" } else { "es" }
+        ),
+        _ => format!(
+            "{} (its Rust gateway as embedded in the PyPI wheel, served by `_start_http_gateway` inside a Python process)",
+            peers::version(target)
+        ),
     }
 }
 

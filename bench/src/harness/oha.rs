@@ -10,11 +10,19 @@
 //! them as "aborted due to deadline" (at most one per connection). Those are
 //! the client's doing, not the gateway's, so they are counted apart from
 //! errors.
+//!
+//! With `--repeat`, oha writes its per-request CSV instead (`--output-format
+//! csv`): one line per request that got a response, with its latency, so the
+//! latencies of several runs can be merged in one HdrHistogram (`merge`).
+//! oha 1.16 writes one format per run, and its CSV leaves out requests that
+//! got no response, so in that mode transport errors and deadline aborts are
+//! not counted (`Outcome::transport_errors_counted`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// oha's label for requests it cancelled itself when the `-z` window closed.
@@ -38,12 +46,15 @@ pub struct Invocation<'a> {
     pub load: Load,
     pub duration: Duration,
     pub latency_correction: bool,
+    /// Per-request CSV instead of the JSON summary.
+    pub per_request: bool,
 }
 
 impl Invocation<'_> {
     /// oha's arguments (without the program name).
     pub fn args(&self) -> Vec<String> {
-        let mut args = vec!["--no-tui".to_owned(), "--output-format".to_owned(), "json".to_owned()];
+        let format = if self.per_request { "csv" } else { "json" };
+        let mut args = vec!["--no-tui".to_owned(), "--output-format".to_owned(), format.to_owned()];
         args.extend(["-z".to_owned(), format!("{}ms", self.duration.as_millis())]);
         match self.load {
             Load::Rate { rps, connections } => {
@@ -122,6 +133,70 @@ pub struct Outcome {
     pub statuses: BTreeMap<String, u64>,
     /// Transport errors by oha's description, deadline aborts included.
     pub error_kinds: BTreeMap<String, u64>,
+    /// False when the run came from oha's per-request CSV, which lists no
+    /// transport error: `errors` then counts non-2xx answers only.
+    pub transport_errors_counted: bool,
+}
+
+/// Latencies in nanoseconds, from 1 ns to an hour, 3 significant digits
+/// (at most 0.1% off).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid HdrHistogram bounds")
+}
+
+/// The percentiles of a histogram of nanoseconds, in microseconds, into an
+/// outcome.
+pub fn set_percentiles(outcome: &mut Outcome, latency: &Histogram<u64>) {
+    let us = |ns: u64| (!latency.is_empty()).then_some(ns as f64 / 1000.0);
+    outcome.p50_us = us(latency.value_at_quantile(0.5));
+    outcome.p90_us = us(latency.value_at_quantile(0.9));
+    outcome.p99_us = us(latency.value_at_quantile(0.99));
+    outcome.p99_9_us = us(latency.value_at_quantile(0.999));
+    outcome.max_us = us(latency.max());
+}
+
+/// Parses oha's `--output-format csv` output of a run that lasted
+/// `duration`: the outcome, and every latency in a histogram.
+pub fn parse_csv(csv: &str, duration: Duration) -> anyhow::Result<(Outcome, Histogram<u64>)> {
+    let mut lines = csv.lines();
+    let header = lines.next().context("empty CSV")?;
+    let columns: Vec<&str> = header.split(',').collect();
+    let column = |name: &str| columns.iter().position(|c| *c == name).with_context(|| format!("no {name} column"));
+    let (duration_col, status_col) = (column("request-duration")?, column("status")?);
+    let mut latency = latency_histogram();
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (Some(seconds), Some(status)) = (fields.get(duration_col), fields.get(status_col)) else {
+            bail!("line {} has {} fields", i + 2, fields.len());
+        };
+        let seconds: f64 = seconds.parse().with_context(|| format!("line {}: duration `{seconds}`", i + 2))?;
+        // Clamped into the histogram's range: 0 ns becomes 1 ns.
+        let ns = (seconds * 1e9).round().clamp(1.0, latency.high() as f64) as u64;
+        latency.record(ns).context("recording a latency")?;
+        *statuses.entry((*status).to_owned()).or_default() += 1;
+    }
+    let responses: u64 = statuses.values().sum();
+    let ok: u64 = statuses.iter().filter(|(code, _)| code.starts_with('2')).map(|(_, n)| n).sum();
+    let duration_s = duration.as_secs_f64();
+    let mut outcome = Outcome {
+        duration_s,
+        responses,
+        ok,
+        errors: responses - ok,
+        deadline_aborts: 0,
+        ok_per_s: if duration_s > 0.0 { ok as f64 / duration_s } else { 0.0 },
+        p50_us: None,
+        p90_us: None,
+        p99_us: None,
+        p99_9_us: None,
+        max_us: None,
+        statuses,
+        error_kinds: BTreeMap::new(),
+        transport_errors_counted: false,
+    };
+    set_percentiles(&mut outcome, &latency);
+    Ok((outcome, latency))
 }
 
 /// Parses oha's `--output-format json` output.
@@ -147,6 +222,7 @@ pub fn parse(json: &str) -> anyhow::Result<Outcome> {
         max_us: raw.summary.slowest.map(|s| s * 1e6),
         statuses: raw.status_code_distribution,
         error_kinds: raw.error_distribution,
+        transport_errors_counted: true,
     })
 }
 
@@ -199,6 +275,7 @@ mod tests {
             load: Load::Rate { rps: 5000, connections: 50 },
             duration: Duration::from_secs(10),
             latency_correction: true,
+            per_request: false,
         };
         let args = inv.args().join(" ");
         assert!(
@@ -207,5 +284,30 @@ mod tests {
         assert!(args.ends_with("-d {} http://127.0.0.1:1/v1/chat/completions"), "{args}");
         let closed = Invocation { load: Load::Closed { connections: 100 }, latency_correction: false, ..inv };
         assert!(!closed.args().contains(&"-q".to_owned()));
+        let csv = Invocation { per_request: true, ..closed };
+        assert!(csv.args().join(" ").starts_with("--no-tui --output-format csv -z"));
+    }
+
+    /// Trimmed from a real `oha 1.16 --output-format csv` run.
+    const CSV: &str = "request-start,DNS,DNS+dialup,Response-delay,request-duration,bytes,status\n\
+                       0.000348,0.000029805,0.00019462,0.00066328,0.00066335,281,200\n\
+                       0.000734597,0.000016384,0.00006675,0.000232517,0.000233398,281,200\n\
+                       0.000976698,0,0,0.000065918,0.000066389,281,200\n\
+                       0.001012321,0,0,0.000088492,0.000088563,281,502\n";
+
+    #[test]
+    fn per_request_csv_gives_counts_and_percentiles() {
+        let (o, latency) = parse_csv(CSV, Duration::from_secs(2)).unwrap();
+        assert_eq!((o.responses, o.ok, o.errors, o.deadline_aborts), (4, 3, 1, 0));
+        assert!(!o.transport_errors_counted);
+        assert_eq!(latency.len(), 4);
+        assert!((o.ok_per_s - 1.5).abs() < 1e-9);
+        // 3 significant digits: within 0.1% of the true values.
+        assert!((o.p50_us.unwrap() - 88.563).abs() < 0.1, "{:?}", o.p50_us);
+        assert!((o.max_us.unwrap() - 663.35).abs() < 0.7, "{:?}", o.max_us);
+        assert!(parse_csv("", Duration::from_secs(1)).is_err());
+        assert!(parse_csv("a,b\n", Duration::from_secs(1)).is_err());
+        let (empty, _) = parse_csv(CSV.lines().next().unwrap(), Duration::from_secs(1)).unwrap();
+        assert_eq!((empty.responses, empty.p99_us), (0, None));
     }
 }

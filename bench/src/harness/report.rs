@@ -1,8 +1,10 @@
 //! The Markdown report: one table per scenario kind, then corelay's ratios
-//! to each peer and the issue's four criteria, each marked pass or fail.
+//! to each peer (crabllm, and LiteLLM and TensorZero with `--peers`), and
+//! the issue's four criteria against crabllm, each marked pass or fail.
 
 use std::fmt::Write;
 
+use super::charts::{self, Chart};
 use super::oha::Load;
 use super::run::Measurement;
 use super::targets::Target;
@@ -16,9 +18,13 @@ pub struct Meta {
     pub corelay_commit: String,
     pub oha_version: String,
     pub crabllm_version: String,
+    /// The peers of `--peers` that ran, each with its version and how.
+    pub peers: Vec<String>,
     pub gateway_cpus: String,
     pub load_cpus: String,
     pub duration_s: f64,
+    /// Runs of each (scenario, target), merged in the tables (`merge`).
+    pub repeat: u32,
     pub crabllm_rust_log: String,
 }
 
@@ -154,10 +160,21 @@ pub fn judge(runs: &[Measurement], c: &Criterion, peer: Target) -> Verdict {
 }
 
 /// The whole report.
-pub fn markdown(meta: &Meta, runs: &[Measurement], failures: &[String]) -> String {
+///
+/// `runs` has one measurement per (scenario, target), merged over the
+/// `repetitions` when runs repeat (`repetitions` is empty otherwise).
+pub fn markdown(
+    meta: &Meta,
+    runs: &[Measurement],
+    repetitions: &[Measurement],
+    charts: &[Chart],
+    failures: &[String],
+) -> String {
     let mut out = String::new();
     header(&mut out, meta);
     tables(&mut out, runs);
+    each_run(&mut out, repetitions);
+    chart_links(&mut out, runs, charts);
     if !failures.is_empty() {
         let _ = writeln!(out, "## Runs that failed\n");
         for f in failures {
@@ -178,6 +195,9 @@ fn header(out: &mut String, meta: &Meta) {
         "- corelay: commit {}; crabllm: {}; oha: {}",
         meta.corelay_commit, meta.crabllm_version, meta.oha_version
     );
+    for peer in &meta.peers {
+        let _ = writeln!(out, "- Peer: {peer}");
+    }
     let _ = writeln!(
         out,
         "- Pinning (taskset): each gateway on CPUs {}; corelay-mock and oha on CPUs {}. {} s per run, after a warm-up; \
@@ -186,13 +206,65 @@ fn header(out: &mut String, meta: &Meta) {
     );
     let _ = writeln!(
         out,
-        "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response. \
-         Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
+        "- Latency is oha's, in ms. CPU is the measured process's utime + stime over the run, per response \
+         (for a process tree, see below). Peak RSS is its VmHWM. The `mock` row is corelay-mock alone (the floor), measured on the load CPUs. \
          `+lc` runs use oha's `--latency-correction`. crabllm runs with `RUST_LOG={}` \
          (at `warn` it writes no per-request log line; corelay writes none). An achieved rate below 98% of the \
-         offered one is marked: that target was saturated.\n",
+         offered one is marked: that target was saturated.",
         meta.crabllm_rust_log
     );
+    let _ = writeln!(
+        out,
+        "- A target that runs worker processes (LiteLLM with more than one gateway CPU) is measured as a process \
+         tree: CPU is utime + stime of every process under it, plus what they reaped (cutime + cstime); peak RSS \
+         is the sum of their VmHWM, an upper bound of the tree's peak (shared pages count once per process). The \
+         run's JSON says how many processes were counted. LiteLLM runs with `LITELLM_LOG=WARNING` (no access-log \
+         line per request), TensorZero with its default logging (none per request)."
+    );
+    if meta.repeat > 1 {
+        let _ = writeln!(
+            out,
+            "- Each (scenario, target) ran {} times, with fresh processes each time, and the tables, ratios and \
+             charts merge those runs: latency percentiles come from one HdrHistogram of every request of every run \
+             (oha's per-request CSV; 3 significant digits), CPU per request is all the CPU time over all the \
+             responses, the achieved rate all the 2xx answers over all the runs' time, peak RSS the highest run's. \
+             oha's CSV lists only requests that got an answer, so here `errors` counts non-2xx answers and no \
+             transport error or deadline abort. \"Each run\" lists the runs one by one.",
+            meta.repeat
+        );
+    }
+    out.push('\n');
+}
+
+/// The runs one by one, when they repeat: their spread.
+fn each_run(out: &mut String, repetitions: &[Measurement]) {
+    if repetitions.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Each run\n");
+    let _ = writeln!(
+        out,
+        "| scenario | target | run | achieved rps | errors | P50 | P99 | max | CPU µs/req | peak RSS MB |"
+    );
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for m in repetitions {
+        let o = &m.outcome;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            m.scenario.name,
+            m.target.name(),
+            m.repetition,
+            achieved(m),
+            o.errors,
+            ms(o.p50_us),
+            ms(o.p99_us),
+            ms(o.max_us),
+            m.cpu_us_per_request.map_or("–".to_owned(), |v| format!("{v:.1}")),
+            m.peak_rss_bytes as f64 / 1048576.0,
+        );
+    }
+    out.push('\n');
 }
 
 fn tables(out: &mut String, runs: &[Measurement]) {
@@ -231,10 +303,33 @@ fn tables(out: &mut String, runs: &[Measurement]) {
     out.push('\n');
 }
 
+/// The charts beside the report, with their legend in words (a chart drawn
+/// without a font has none of its own).
+fn chart_links(out: &mut String, runs: &[Measurement], charts: &[Chart]) {
+    if charts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Charts\n");
+    let legend: Vec<String> = Target::ALL
+        .into_iter()
+        .filter(|&t| runs.iter().any(|m| m.target == t))
+        .map(|t| format!("{} {}", t.name(), charts::colour_name(t)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "Colours: {}. Value axes are logarithmic. In the latency charts, circles are P50 and triangles P99.\n",
+        legend.join(", ")
+    );
+    for chart in charts {
+        let _ = writeln!(out, "![{}]({})\n", chart.title, chart.file);
+    }
+}
+
 fn ratios(out: &mut String, runs: &[Measurement]) {
     let _ = writeln!(out, "## corelay / each peer\n");
-    for peer in [Target::Crabllm] {
-        if !runs.iter().any(|m| m.target == peer) {
+    let _ = writeln!(out, "Below 1 is corelay's advantage, except for achieved rps, where above 1 is.\n");
+    for peer in [Target::Crabllm, Target::Litellm, Target::Tensorzero] {
+        if !runs.iter().any(|m| m.target == peer) || !runs.iter().any(|m| m.target == Target::Corelay) {
             continue;
         }
         let _ = writeln!(out, "### {}\n", peer.name());
@@ -242,9 +337,7 @@ fn ratios(out: &mut String, runs: &[Measurement]) {
         let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: |");
         for m in runs.iter().filter(|m| m.target == Target::Corelay) {
             let Some(p) = find(runs, &m.scenario.name, peer) else { continue };
-            let cell = |metric: Metric| {
-                ratio(metric.value(m), metric.value(p)).map_or("–".to_owned(), |r| format!("{r:.3}"))
-            };
+            let cell = |metric: Metric| ratio(metric.value(m), metric.value(p)).map_or("–".to_owned(), ratio_text);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
@@ -255,22 +348,30 @@ fn ratios(out: &mut String, runs: &[Measurement]) {
                 cell(Metric::OkPerSecond)
             );
         }
-        let _ = writeln!(out, "\nIssue 6's criteria (corelay / {}):\n", peer.name());
-        let _ = writeln!(out, "| scenario | metric | corelay | {} | ratio | wanted | verdict |", peer.name());
-        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- |");
-        for c in &CRITERIA {
-            let row = match judge(runs, c, peer) {
-                Verdict::Pass { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**pass**"),
-                Verdict::Fail { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**FAIL**"),
-                Verdict::NotMeasured => {
-                    format!("| {} | {} | – | – | – | {} | not measured |", c.scenario, c.metric.label(), c.bound_text)
-                }
-            };
-            let _ = writeln!(out, "{row}");
-        }
-        floor_note(out, runs, peer);
         out.push('\n');
+        if peer == Target::Crabllm {
+            criteria(out, runs, peer);
+        }
     }
+}
+
+/// Issue 6's criteria, stated against crabllm.
+fn criteria(out: &mut String, runs: &[Measurement], peer: Target) {
+    let _ = writeln!(out, "Issue 6's criteria (corelay / {}):\n", peer.name());
+    let _ = writeln!(out, "| scenario | metric | corelay | {} | ratio | wanted | verdict |", peer.name());
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- |");
+    for c in &CRITERIA {
+        let row = match judge(runs, c, peer) {
+            Verdict::Pass { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**pass**"),
+            Verdict::Fail { ours, theirs, ratio } => verdict_row(c, ours, theirs, ratio, "**FAIL**"),
+            Verdict::NotMeasured => {
+                format!("| {} | {} | – | – | – | {} | not measured |", c.scenario, c.metric.label(), c.bound_text)
+            }
+        };
+        let _ = writeln!(out, "{row}");
+    }
+    floor_note(out, runs, peer);
+    out.push('\n');
 }
 
 /// A gateway cannot serve more than the mock alone does on the same load
@@ -321,6 +422,16 @@ fn achieved(m: &Measurement) -> String {
     }
 }
 
+/// A ratio with three significant digits, however small: 0.562, 0.0457,
+/// 0.0000454 (LiteLLM's latencies are thousands of times corelay's).
+pub fn ratio_text(r: f64) -> String {
+    if r >= 0.1 || r <= 0.0 || !r.is_finite() {
+        return format!("{r:.3}");
+    }
+    let decimals = (2.0 - r.log10().floor()) as usize;
+    format!("{r:.decimals$}")
+}
+
 fn ms(us: Option<f64>) -> String {
     us.map_or("–".to_owned(), |v| format!("{:.3}", v / 1000.0))
 }
@@ -335,6 +446,15 @@ mod tests {
         assert_eq!(ratio(None, Some(4.0)), None);
         assert_eq!(ratio(Some(1.0), Some(0.0)), None);
         assert_eq!(ratio(Some(f64::NAN), Some(1.0)), None);
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(ratio_text(0.5623), "0.562");
+        assert_eq!(ratio_text(124.048), "124.048");
+        assert_eq!(ratio_text(0.04567), "0.0457");
+        assert_eq!(ratio_text(0.0000454), "0.0000454");
+        assert_eq!(ratio_text(0.0), "0.000");
     }
 
     #[test]
@@ -362,7 +482,10 @@ mod tests {
             cpu_s: 1.0,
             peak_rss_bytes: rss_mb * 1048576,
             measured: target.name(),
+            processes: 1,
             pids: Vec::new(),
+            repetition: 1,
+            latency: None,
         }
     }
 
@@ -391,14 +514,20 @@ mod tests {
                 corelay_commit: "x".into(),
                 oha_version: "o".into(),
                 crabllm_version: "v".into(),
+                peers: Vec::new(),
                 gateway_cpus: "0".into(),
                 load_cpus: "1".into(),
                 duration_s: 1.0,
+                repeat: 1,
                 crabllm_rust_log: "warn".into(),
             },
             &runs,
             &[],
+            &[Chart { file: "peak-rss.png".into(), title: "Peak RSS".into() }],
+            &[],
         );
+        assert!(text.contains("Colours: corelay blue, crabllm orange."), "{text}");
+        assert!(text.contains("![Peak RSS](peak-rss.png)"), "{text}");
         assert!(
             text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"),
             "{text}"

@@ -1,7 +1,8 @@
-//! The things measured: the mock alone (the floor), corelay, and crabllm,
-//! each in front of `corelay-mock`, with the same provider settings as
-//! crabllm's own benchmark config (one OpenAI provider, no retries, no keys,
-//! no extensions), so each gateway does the same work per request.
+//! The things measured: the mock alone (the floor), corelay, crabllm, and
+//! with `--peers` LiteLLM and TensorZero (`peers`), each in front of
+//! `corelay-mock`, with the same provider settings as crabllm's own benchmark
+//! config (one OpenAI provider, no retries, no keys, no extensions), so each
+//! gateway does the same work per request.
 
 use std::path::Path;
 
@@ -16,16 +17,26 @@ pub enum Target {
     Mock,
     Corelay,
     Crabllm,
+    /// The LiteLLM proxy (Python), with `--peers`.
+    Litellm,
+    /// TensorZero's gateway, embedded in its Python wheel, with `--peers`.
+    Tensorzero,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Mock, Target::Corelay, Target::Crabllm];
+    /// What runs without `--peers`, and the default of `--targets`.
+    pub const DEFAULT: [Target; 3] = [Target::Mock, Target::Corelay, Target::Crabllm];
+    /// What `--peers` adds: installed into venvs in the cache.
+    pub const PEERS: [Target; 2] = [Target::Litellm, Target::Tensorzero];
+    pub const ALL: [Target; 5] = [Target::Mock, Target::Corelay, Target::Crabllm, Target::Litellm, Target::Tensorzero];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Mock => "mock",
             Target::Corelay => "corelay",
             Target::Crabllm => "crabllm",
+            Target::Litellm => "litellm",
+            Target::Tensorzero => "tensorzero",
         }
     }
 
@@ -33,17 +44,46 @@ impl Target {
         Target::ALL
             .into_iter()
             .find(|t| t.name() == name)
-            .ok_or_else(|| format!("unknown target `{name}` (expected mock, corelay or crabllm)"))
+            .ok_or_else(|| format!("unknown target `{name}` (expected mock, corelay, crabllm, litellm or tensorzero)"))
+    }
+
+    pub fn is_peer(self) -> bool {
+        Target::PEERS.contains(&self)
     }
 
     /// Whether this target can serve the scenario. The mock alone speaks
     /// one dialect, so it has no translation floor; crabllm 0.0.25 cannot
     /// stream across dialects and has no Bedrock provider (research/crabllm.md
-    /// W1), so translation is corelay's alone.
+    /// W1), so translation is corelay's alone. The peers run what crabllm
+    /// runs, so every peer is measured on the same scenarios.
     pub fn serves(self, scenario: &Scenario) -> bool {
         match self {
             Target::Corelay => true,
-            Target::Mock | Target::Crabllm => scenario.upstream == Upstream::OpenAi,
+            Target::Mock | Target::Crabllm | Target::Litellm | Target::Tensorzero => {
+                scenario.upstream == Upstream::OpenAi
+            }
+        }
+    }
+
+    /// The request path and body this target is sent for a scenario. Only
+    /// TensorZero differs: its OpenAI-compatible routes live under
+    /// `/openai`, and it wants the model named `tensorzero::model_name::X`
+    /// (`tensorzero::embedding_model_name::X` for embeddings). The bytes are
+    /// otherwise the scenario's.
+    pub fn request(self, scenario: &Scenario) -> (String, String) {
+        match self {
+            Target::Tensorzero => (
+                format!("/openai{}", scenario.path),
+                scenario
+                    .body
+                    .replacen(r#""model":"bench-chat""#, r#""model":"tensorzero::model_name::bench-chat""#, 1)
+                    .replacen(
+                        r#""model":"bench-embed""#,
+                        r#""model":"tensorzero::embedding_model_name::bench-embed""#,
+                        1,
+                    ),
+            ),
+            _ => (scenario.path.to_owned(), scenario.body.clone()),
         }
     }
 }
@@ -87,7 +127,9 @@ pub fn gateway_args(target: Target, config: &Path) -> Vec<String> {
     let config = config.display().to_string();
     match target {
         Target::Corelay | Target::Crabllm => vec!["serve".to_owned(), "--config".to_owned(), config],
-        Target::Mock => unreachable!("the mock is started as the upstream, not as a gateway"),
+        Target::Mock | Target::Litellm | Target::Tensorzero => {
+            unreachable!("{} is not started with `serve --config`", target.name())
+        }
     }
 }
 
@@ -99,7 +141,7 @@ pub fn gateway_args(target: Target, config: &Path) -> Vec<String> {
 pub fn gateway_env(target: Target, crabllm_rust_log: &str) -> Vec<(&'static str, String)> {
     match target {
         Target::Crabllm => vec![("RUST_LOG", crabllm_rust_log.to_owned())],
-        Target::Corelay | Target::Mock => Vec::new(),
+        Target::Corelay | Target::Mock | Target::Litellm | Target::Tensorzero => Vec::new(),
     }
 }
 
@@ -125,6 +167,22 @@ mod tests {
         for t in Target::ALL {
             assert_eq!(Target::parse(t.name()), Ok(t));
         }
-        assert!(Target::parse("litellm").is_err());
+        assert!(Target::parse("bifrost").is_err());
+    }
+
+    #[test]
+    fn only_tensorzero_gets_another_path_and_model_name() {
+        let all = crate::harness::scenarios::full();
+        let chat = all.iter().find(|s| s.name == "chat-stream@1000").unwrap();
+        let embeddings = all.iter().find(|s| s.name == "embeddings@1000").unwrap();
+        for t in [Target::Mock, Target::Corelay, Target::Crabllm, Target::Litellm] {
+            assert_eq!(t.request(chat), (chat.path.to_owned(), chat.body.clone()));
+        }
+        let (path, body) = Target::Tensorzero.request(chat);
+        assert_eq!(path, "/openai/v1/chat/completions");
+        assert_eq!(body, chat.body.replace("\"bench-chat\"", "\"tensorzero::model_name::bench-chat\""));
+        let (path, body) = Target::Tensorzero.request(embeddings);
+        assert_eq!(path, "/openai/v1/embeddings");
+        assert!(body.starts_with(r#"{"model":"tensorzero::embedding_model_name::bench-embed","input""#), "{body}");
     }
 }

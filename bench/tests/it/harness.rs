@@ -5,6 +5,9 @@
 //!
 //! These need oha, which CI does not install: without it they print why and
 //! pass. They take a few seconds; the real benchmark never runs in tests.
+//! One more runs LiteLLM with two worker processes, if a `--peers` run has
+//! installed it into the cache already (tests install nothing), and checks
+//! that its workers are stopped with it.
 
 #![allow(clippy::disallowed_methods)] // blocking file reads and sleeps in a test
 
@@ -16,6 +19,9 @@ const BENCH: &str = env!("CARGO_BIN_EXE_corelay-bench");
 const MOCK: &str = env!("CARGO_BIN_EXE_corelay-mock");
 /// Longest a tiny run may take before the test fails instead of hanging.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
+/// LiteLLM takes several seconds to start, and serves about 150 requests a
+/// second on one CPU.
+const PEER_RUN_LIMIT: Duration = Duration::from_secs(180);
 
 /// oha as the harness finds it, or None (and a message) to skip.
 fn oha() -> Option<PathBuf> {
@@ -65,14 +71,18 @@ fn assert_all_gone(pids: &[(u32, String)]) {
 }
 
 fn wait_bounded(child: &mut std::process::Child) -> ExitStatus {
-    let deadline = Instant::now() + RUN_LIMIT;
+    wait_within(child, RUN_LIMIT)
+}
+
+fn wait_within(child: &mut std::process::Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("corelay-bench ran over {RUN_LIMIT:?}");
+            panic!("corelay-bench ran over {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -100,6 +110,27 @@ fn a_tiny_run_writes_its_report_and_leaves_no_process() {
 }
 
 #[test]
+fn repeated_runs_are_merged_from_ohas_per_request_csv() {
+    let Some(oha) = oha() else { return };
+    let out = out_dir("repeat");
+    let mut child = bench(&oha, &out, "1", "concurrent-100").args(["--repeat", "2"]).spawn().unwrap();
+    let status = wait_bounded(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("ran 2 times"), "{report}");
+    assert!(report.contains("| concurrent-100 | mock | 2 |"), "{report}");
+    for run in 1..=2 {
+        let csv = std::fs::read_to_string(out.join(format!("concurrent-100__mock__r{run}.oha.csv"))).unwrap();
+        assert!(csv.starts_with("request-start,"), "{csv}");
+    }
+    assert_all_gone(&logged_pids(&out));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn ctrl_c_mid_run_stops_every_process() {
     let Some(oha) = oha() else { return };
     let out = out_dir("sigint");
@@ -116,5 +147,54 @@ fn ctrl_c_mid_run_stops_every_process() {
     let status = wait_bounded(&mut child);
     assert_eq!(status.code(), Some(130), "{status}");
     assert_all_gone(&logged_pids(&out));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn a_peers_run_stops_litellms_workers() {
+    let Some(oha) = oha() else { return };
+    let cache = bench::harness::tools::cache_dir();
+    let venv = cache.join(format!("venv-litellm-{}", bench::harness::peers::LITELLM_VERSION));
+    if !venv.join("corelay-bench-installed").is_file() {
+        eprintln!(
+            "skipped: LiteLLM is not installed in {} (a `corelay-bench --peers` run installs it; tests do not)",
+            cache.display()
+        );
+        return;
+    }
+    let out = out_dir("peers");
+    let mut command = Command::new(BENCH);
+    // Two gateway CPUs: LiteLLM runs two uvicorn worker processes.
+    command
+        .args(["--quick", "--peers", "--targets", "litellm", "--no-install", "--gateway-cpus", "0-1"])
+        .args([
+            "--warmup-requests",
+            "20",
+            "--duration",
+            "1",
+            "--scenario",
+            "concurrent-100",
+            "--mock-bin",
+            MOCK,
+            "--out",
+        ])
+        .arg(&out)
+        .env("OHA", oha)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let status = wait_within(&mut child, PEER_RUN_LIMIT);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| concurrent-100 | litellm |"), "{report}");
+    let run = std::fs::read_to_string(out.join("concurrent-100__litellm.json")).unwrap();
+    assert!(!run.contains("\"processes\": 1,"), "LiteLLM ran no worker process: {run}");
+    let pids = logged_pids(&out);
+    assert!(pids.iter().any(|(_, n)| n.starts_with("litellm (descendant of")), "{pids:?}");
+    assert_all_gone(&pids);
     let _ = std::fs::remove_dir_all(&out);
 }
