@@ -299,7 +299,10 @@ impl Tenancy {
     /// The stored rows and those not written yet, merged.
     fn usage_rows(&mut self, query: &UsageQuery) -> Result<Vec<store::UsageRow>, store::StoreError> {
         let mut ledger = Ledger::default();
-        ledger.merge_all(&self.store.query_usage(query)?);
+        // Once more on a failure: a connection that died with its server
+        // (Redis restarted) fails one call, and the next one reconnects.
+        let stored = self.store.query_usage(query).or_else(|_| self.store.query_usage(query))?;
+        ledger.merge_all(&stored);
         ledger.merge_all(&self.ledger.query(query));
         Ok(ledger.query(query))
     }
