@@ -18,7 +18,7 @@
 //! `tensorzero._start_http_gateway` serves it over HTTP on a 127.0.0.1 port
 //! from inside a Python process. That is what is measured: the Rust
 //! gateway's OpenAI-compatible routes, plus the idle Python interpreter
-//! hosting it (in RSS, about 10-20 MB of it). `TENSORZERO_LAUNCHER` starts
+//! hosting it (which counts in its RSS). `TENSORZERO_LAUNCHER` starts
 //! it and prints the address, which is how the harness learns the port.
 //!
 //! Both run with a cleared environment (only PATH, HOME set to the run's

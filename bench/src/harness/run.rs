@@ -159,6 +159,11 @@ fn measure_inner(
     };
     let out = setup.dir.join(format!("{stem}.oha.{}", if invocation.per_request { "csv" } else { "json" }));
     run_oha(setup, &invocation.args(), &out, setup.duration + OHA_GRACE, "oha", started)?;
+    // A gateway that died under load (LiteLLM's Python once segfaulted here)
+    // is a failed run, said as such rather than as a /proc read error.
+    if let Some(status) = procs::try_wait(measured_pid)? {
+        bail!("{} exited during the run ({status}); its log is {stem}.*.log", target.name());
+    }
     let after = procfs::tree_cpu(measured_pid)?;
     let peak_rss_bytes = procfs::tree_peak_rss_bytes(measured_pid)?;
 
