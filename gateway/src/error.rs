@@ -129,6 +129,17 @@ impl GatewayError {
         }
     }
 
+    /// Whether the provider throttled the request (429, or an error that
+    /// means that in its dialect): worth a retry elsewhere or later, but no
+    /// sign that the provider is down.
+    pub fn is_rate_limit(&self) -> bool {
+        match self {
+            GatewayError::Upstream { status, .. } => *status == 429,
+            GatewayError::Provider { error, .. } => error.kind == translate::error::ErrorKind::RateLimit,
+            _ => false,
+        }
+    }
+
     /// How long the provider asked to be left alone (`retry-after-ms`, or
     /// `retry-after` in seconds), when it said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {

@@ -443,7 +443,11 @@ fn settle(
             Some(Err(e))
         }
         Err(e) if e.retryable() => {
-            breaker_failure(shard, snapshot, resolved);
+            // Throttling says nothing about the provider's health (its
+            // Retry-After paces the retries); everything else here does.
+            if !e.is_rate_limit() {
+                breaker_failure(shard, snapshot, resolved);
+            }
             let retry_after = e.retry_after();
             attempts.failed(e, retry_after);
             None

@@ -327,3 +327,16 @@ fn failures_after_a_stream_started_count_against_the_breaker() {
     assert_eq!(r.status, 503, "two late failures opened the breaker: {}", r.text());
     assert_eq!(r.openai_error().2.as_deref(), Some("no_healthy_provider"));
 }
+
+#[test]
+fn throttling_is_retried_but_does_not_open_the_breaker() {
+    let a = mock(&["--dialect", "anthropic"]);
+    let providers = [provider("a", "anthropic", a, "\"claude-x\"", "max_retries = 1")];
+    let gw = Gateway::start(&config(1, "breaker_failures = 1\nbreaker_cooldown_ms = 60000", &providers, ""));
+    let r =
+        gw.post("/v1/messages", &chat("claude-x", false, "[mock:sequence=429] [mock:seq-id=th] [mock:retry-after=0]"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(sequence_requests(a, "th"), 2, "retried once");
+    let r = gw.post("/v1/messages", &chat("claude-x", false, ""));
+    assert_eq!(r.status, 200, "the breaker stayed closed: {}", r.text());
+}
