@@ -101,10 +101,7 @@ fn authorize(snapshot: &Snapshot, request: &Request<'_>) -> Result<(), GatewayEr
 fn parse(request: &Request<'_>) -> Result<Op, GatewayError> {
     use crate::http::codec::Method;
     let target = request.target();
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (target, ""),
-    };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
     let rest = path.strip_prefix("/admin/").unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let method = request.head.method;
@@ -133,23 +130,12 @@ fn parse(request: &Request<'_>) -> Result<Op, GatewayError> {
             _ => Err(not_allowed("POST")),
         },
         ["usage"] => match method {
-            Method::Get => {
-                let param =
-                    |name: &str| query.split('&').find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
-                let number = |name: &str| -> Result<Option<u64>, GatewayError> {
-                    param(name)
-                        .map(|v| {
-                            v.parse().map_err(|_| GatewayError::BadRequest(format!("`{name}` must be unix seconds")))
-                        })
-                        .transpose()
-                };
-                Ok(Op::Usage {
-                    key: param("key").map(str::to_owned),
-                    model: param("model").map(str::to_owned),
-                    from_unix: number("from")?,
-                    until_unix: number("until")?,
-                })
-            }
+            Method::Get => Ok(Op::Usage {
+                key: request.query_param("key").map(str::to_owned),
+                model: request.query_param("model").map(str::to_owned),
+                from_unix: request.query_unix("from")?,
+                until_unix: request.query_unix("until")?,
+            }),
             _ => Err(not_allowed("GET")),
         },
         _ => Err(not_found()),

@@ -47,6 +47,22 @@ impl Request<'_> {
         std::str::from_utf8(&self.buf[self.head.target.clone()]).unwrap_or_default()
     }
 
+    /// The value of `name` in the query string, as it was sent.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        let query = self.target().split_once('?')?.1;
+        query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    /// A query parameter holding unix seconds.
+    pub fn query_unix(&self, name: &str) -> Result<Option<u64>, GatewayError> {
+        self.query_param(name)
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| GatewayError::BadRequest(format!("`{name}` must be unix seconds, not `{text}`")))
+            })
+            .transpose()
+    }
+
     /// The token of `Authorization: Bearer TOKEN`, trimmed.
     pub fn authorization_bearer(&self) -> Option<&[u8]> {
         self.header(&self.head.authorization)
@@ -1679,22 +1695,8 @@ async fn usage(
         Some(k) => (k.ledger_id().clone(), k.name.clone()),
         None => (crate::shard::anonymous_key(), "anonymous".to_owned()),
     };
-    let target = &request.buf[request.head.target.clone()];
-    let query = target.splitn(2, |&b| b == b'?').nth(1).unwrap_or_default();
-    let param = |name: &str| -> Result<Option<u64>, GatewayError> {
-        for pair in query.split(|&b| b == b'&') {
-            if let Some(value) = pair.strip_prefix(name.as_bytes()).and_then(|v| v.strip_prefix(b"=")) {
-                let text = std::str::from_utf8(value).unwrap_or_default();
-                return text
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| GatewayError::BadRequest(format!("`{name}` must be unix seconds, not `{text}`")));
-            }
-        }
-        Ok(None)
-    };
-    let question =
-        crate::shard::Question::Usage { key: id, name, from_unix: param("from")?, until_unix: param("until")? };
+    let (from_unix, until_unix) = (request.query_unix("from")?, request.query_unix("until")?);
+    let question = crate::shard::Question::Usage { key: id, name, from_unix, until_unix };
     let Some((status, body)) = shard.ask(question).await else {
         return Err(GatewayError::Internal("the control plane did not answer in time".into()));
     };

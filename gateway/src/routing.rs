@@ -234,7 +234,7 @@ struct Slot {
 /// Where the next attempt goes, or why there is none.
 pub enum Next<'c> {
     /// Try this candidate after waiting `wait`.
-    Go { candidate: Candidate<'c>, wait: Duration, probe: bool },
+    Go { candidate: Candidate<'c>, wait: Duration },
     /// Nothing left to try.
     Exhausted,
 }
@@ -291,19 +291,18 @@ impl<'c> Attempts<'c> {
             }
             // Asked last: a breaker's probe is spent only on an attempt that
             // is really made.
-            let probe = match admit(candidate.deployment) {
-                Admission::Yes => false,
-                Admission::Probe => true,
+            match admit(candidate.deployment) {
+                Admission::Yes | Admission::Probe => {}
                 Admission::No { remaining } => {
                     self.slots[i].skipped = true;
                     self.cooling = Some(self.cooling.map_or(remaining, |c| c.min(remaining)));
                     continue;
                 }
-            };
+            }
             self.slots[i].made += 1;
             self.total += 1;
             self.current = Some(i);
-            return Next::Go { candidate, wait, probe };
+            return Next::Go { candidate, wait };
         }
         Next::Exhausted
     }

@@ -538,8 +538,8 @@ fn control_plane(
             },
             recv(ticker) -> _ => {
                 quotas.expire(crate::limits::current_window().saturating_sub(1));
-                let _ = tenancy.tick(Instant::now());
-                let _ = tenancy.refresh_keys();
+                tenancy.tick(Instant::now());
+                tenancy.refresh_keys();
                 // Sent on every tick, changed or not: a shard whose channel
                 // was full once still learns of a revoked key or a spent
                 // budget (an unchanged key table costs a shard nothing).

@@ -188,40 +188,36 @@ impl Tenancy {
     }
 
     /// With Redis, keys created or changed by another instance: the stored
-    /// records are read again (every flush), and the new active keys are
-    /// returned when they changed.
-    pub fn refresh_keys(&mut self) -> Option<Arc<Vec<Key>>> {
-        if self.shared.as_ref()?.resting() {
-            return None;
+    /// records are read again (every tick), and the active keys that
+    /// [`Tenancy::runtime_keys`] gives are rebuilt when they changed.
+    pub fn refresh_keys(&mut self) {
+        if self.shared.as_ref().is_none_or(Shared::resting) {
+            return;
         }
         let records: std::collections::BTreeMap<String, store::KeyRecord> = match self.store.list_keys() {
             Ok(list) => list.into_iter().map(|r| (r.id.as_str().to_owned(), r)).collect(),
-            Err(_) => return None,
+            Err(_) => return,
         };
         let same = records.len() == self.records.len()
             && records.iter().zip(&self.records).all(|((a, ra), (b, rb))| a == b && ra.to_bytes() == rb.to_bytes());
-        if same {
-            return None;
+        if !same {
+            self.records = records;
+            self.runtime = self.active_keys();
         }
-        self.records = records;
-        self.runtime = self.active_keys();
-        Some(self.runtime.clone())
     }
 
-    /// Called on every tick: flushes when due, and returns the keys over
-    /// budget when that set changed.
-    pub fn tick(&mut self, now: Instant) -> Option<Arc<HashSet<u64>>> {
+    /// Called on every tick: flushes when due, then works out which keys
+    /// are over budget ([`Tenancy::exhausted`]).
+    pub fn tick(&mut self, now: Instant) {
         if now.duration_since(self.last_flush) < self.flush_every {
-            return None;
+            return;
         }
         self.last_flush = now;
         self.flush();
         let exhausted = self.over_budget();
-        if exhausted == *self.exhausted {
-            return None;
+        if exhausted != *self.exhausted {
+            self.exhausted = Arc::new(exhausted);
         }
-        self.exhausted = Arc::new(exhausted);
-        Some(self.exhausted.clone())
     }
 
     /// The keys over budget, as last sent: sent again on every tick, so a

@@ -371,31 +371,9 @@ fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::oha;
-    use crate::harness::scenarios;
 
     fn run(scenario: &str, target: Target, p50_us: f64, p99_us: f64, cpu_us: f64, rss_mb: u64) -> Measurement {
-        let scenario = scenarios::full().into_iter().find(|s| s.name == scenario).unwrap();
-        let json = format!(
-            r#"{{"summary": {{"total": 1.0, "slowest": 0.1}},
-                "latencyPercentiles": {{"p50": {}, "p99": {}}},
-                "statusCodeDistribution": {{"200": 100}}, "errorDistribution": {{}}}}"#,
-            p50_us / 1e6,
-            p99_us / 1e6
-        );
-        Measurement {
-            scenario,
-            target,
-            outcome: oha::parse(&json).unwrap(),
-            cpu_us_per_request: Some(cpu_us),
-            cpu_s: 1.0,
-            peak_rss_bytes: rss_mb * 1048576,
-            measured: target.name(),
-            processes: 1,
-            pids: Vec::new(),
-            repetition: 1,
-            latency: None,
-        }
+        crate::harness::fixtures::measurement(scenario, target, p50_us, p99_us, cpu_us, rss_mb, 100.0)
     }
 
     fn sample() -> Vec<Measurement> {

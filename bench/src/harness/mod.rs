@@ -19,6 +19,8 @@
 
 pub mod charts;
 pub mod cli;
+#[cfg(test)]
+mod fixtures;
 pub mod merge;
 pub mod oha;
 pub mod peers;

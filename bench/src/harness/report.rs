@@ -468,25 +468,7 @@ mod tests {
     }
 
     fn run(scenario: &str, target: Target, cpu_us: f64, p99_us: f64, rss_mb: u64, ok_per_s: f64) -> Measurement {
-        let scenario = crate::harness::scenarios::full().into_iter().find(|s| s.name == scenario).unwrap();
-        let json = format!(
-            r#"{{"summary": {{"total": 1.0, "slowest": 0.1}}, "latencyPercentiles": {{"p99": {}}},
-                "statusCodeDistribution": {{"200": {ok_per_s}}}, "errorDistribution": {{}}}}"#,
-            p99_us / 1e6
-        );
-        Measurement {
-            scenario,
-            target,
-            outcome: crate::harness::oha::parse(&json).unwrap(),
-            cpu_us_per_request: Some(cpu_us),
-            cpu_s: 1.0,
-            peak_rss_bytes: rss_mb * 1048576,
-            measured: target.name(),
-            processes: 1,
-            pids: Vec::new(),
-            repetition: 1,
-            latency: None,
-        }
+        crate::harness::fixtures::measurement(scenario, target, p99_us, p99_us, cpu_us, rss_mb, ok_per_s)
     }
 
     #[test]
