@@ -670,10 +670,11 @@ async fn translated(
     let mut out = Vec::with_capacity(scratch.body.len() + 256);
     let usage = translate::translate_response(dialect, &scratch.body, translate_dialect(front), cx, &mut out)
         .map_err(GatewayError::Translate)?;
-    account(shard, resolved, usage);
     let mut headers: Vec<Header<'_>> = resolved.headers().to_vec();
     headers.extend(forwarded.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
-    ignore_io(responder.send(200, b"application/json", &headers, &out).await)
+    let sent = responder.send(200, b"application/json", &headers, &out).await;
+    account(shard, resolved, usage);
+    ignore_io(sent)
 }
 
 /// The headers of a provider's answer that go to the client (rate limits,
@@ -1296,17 +1297,20 @@ async fn forward_whole(
     body.read_all(&mut conn, &mut scratch.body, limits.response_body_bytes_max, idle)
         .await
         .map_err(|e| GatewayError::from_upstream(provider, e))?;
-    let usage = match dialect {
-        Dialect::OpenAi => openai::response_usage(&scratch.body),
-        Dialect::Anthropic => translate::anthropic::response::usage(&scratch.body),
-    };
-    account(shard, resolved, usage);
     let content_type = head.content_type.clone().map_or(&b"application/json"[..], |r| conn.head_bytes(r));
     let mut headers: Vec<Header<'_>> = Vec::with_capacity(head.forward.len() + 2);
     headers.extend(resolved.headers());
     headers.extend(head.forward.iter().map(|(n, v)| (conn.head_bytes(n.clone()), conn.head_bytes(v.clone()))));
     let sent = responder.send(head.status, content_type, &headers, &scratch.body).await;
     drop(headers);
+    // Usage is read once the client has its answer (off the latency path),
+    // and counted whether or not the client was still there to take it: the
+    // provider charged for it either way.
+    let usage = match dialect {
+        Dialect::OpenAi => openai::response_usage(&scratch.body),
+        Dialect::Anthropic => translate::anthropic::response::usage(&scratch.body),
+    };
+    account(shard, resolved, usage);
     if head.keep_alive {
         shard.pool().put(conn);
     }

@@ -374,20 +374,54 @@ fn criteria(out: &mut String, runs: &[Measurement], peer: Target) {
     out.push('\n');
 }
 
-/// A gateway cannot serve more than the mock alone does on the same load
-/// CPUs, so the mock's rate over the peer's caps any throughput ratio.
+/// What the floor (corelay-mock alone, on the same load CPUs) says of each
+/// criterion the peer is compared on:
+/// - a gateway cannot serve more than the mock alone does, so the mock's
+///   rate over the peer's caps any throughput ratio;
+/// - every latency through a gateway includes the mock's and oha's own, so
+///   the P99 a gateway adds is its P99 less the mock's;
+/// - a relay handles two connections per request where the mock handles
+///   one, so the mock's CPU per request shows what the kernel alone costs.
 fn floor_note(out: &mut String, runs: &[Measurement], peer: Target) {
-    for c in CRITERIA.iter().filter(|c| c.metric == Metric::OkPerSecond) {
-        let floor = find(runs, c.scenario, Target::Mock).map(|m| m.outcome.ok_per_s);
-        let theirs = find(runs, c.scenario, peer).map(|m| m.outcome.ok_per_s);
-        if let (Some(floor), Some(cap)) = (floor, ratio(floor, theirs)) {
-            let _ = writeln!(
-                out,
-                "\n{}: corelay-mock alone served {floor:.0}/s with this pinning, so no gateway could reach more than \
-                 {cap:.2}× {}'s rate here.",
-                c.scenario,
-                peer.name()
-            );
+    for c in &CRITERIA {
+        let Some(floor) = find(runs, c.scenario, Target::Mock) else { continue };
+        let (Some(ours), Some(theirs)) = (find(runs, c.scenario, Target::Corelay), find(runs, c.scenario, peer)) else {
+            continue;
+        };
+        let name = peer.name();
+        let line = match c.metric {
+            Metric::OkPerSecond => ratio(Some(floor.outcome.ok_per_s), Some(theirs.outcome.ok_per_s)).map(|cap| {
+                format!(
+                    "{}: corelay-mock alone served {:.0}/s with this pinning, so no gateway could reach more than \
+                     {cap:.2}× {name}'s rate here.",
+                    c.scenario, floor.outcome.ok_per_s
+                )
+            }),
+            Metric::P99 => match (floor.outcome.p99_us, ours.outcome.p99_us, theirs.outcome.p99_us) {
+                (Some(f), Some(o), Some(t)) => {
+                    let added = ratio(Some(o - f), Some(t - f)).map_or("–".to_owned(), ratio_text);
+                    Some(format!(
+                        "{}: corelay-mock alone had a P99 of {:.3} ms here; above it, corelay added {:.3} ms and \
+                         {name} {:.3} ms (ratio {added}).",
+                        c.scenario,
+                        f / 1000.0,
+                        (o - f) / 1000.0,
+                        (t - f) / 1000.0
+                    ))
+                }
+                _ => None,
+            },
+            Metric::CpuPerRequest => floor.cpu_us_per_request.map(|f| {
+                format!(
+                    "{}: corelay-mock alone used {f:.1} µs of CPU per request with one connection per request; \
+                     a relay has two.",
+                    c.scenario
+                )
+            }),
+            Metric::PeakRss => None,
+        };
+        if let Some(line) = line {
+            let _ = writeln!(out, "\n{line}");
         }
     }
 }
@@ -478,6 +512,8 @@ mod tests {
             run("chat-minimal@5000", Target::Crabllm, 100.0, 800.0, 60, 5000.0),
             run("concurrent-100", Target::Corelay, 20.0, 1.0, 10, 18000.0),
             run("concurrent-100", Target::Crabllm, 200.0, 1.0, 100, 5000.0),
+            run("concurrent-100", Target::Mock, 5.0, 1.0, 4, 19000.0),
+            run("chat-minimal@5000", Target::Mock, 7.5, 150.0, 4, 5000.0),
         ];
         let verdicts: Vec<Verdict> = CRITERIA.iter().map(|c| judge(&runs, c, Target::Crabllm)).collect();
         // CPU 10/100 passes 1/5; P99 400/800 is exactly 1/2 and passes; RSS 10/60 passes 1/3.
@@ -508,12 +544,22 @@ mod tests {
             &[Chart { file: "peak-rss.png".into(), title: "Peak RSS".into() }],
             &[],
         );
-        assert!(text.contains("Colours: corelay blue, crabllm orange."), "{text}");
+        assert!(text.contains("Colours: mock grey, corelay blue, crabllm orange."), "{text}");
         assert!(text.contains("![Peak RSS](peak-rss.png)"), "{text}");
         assert!(
             text.contains("| concurrent-100 | streams per second | 18000/s | 5000/s | 3.600 | ≥ 4 | **FAIL** |"),
             "{text}"
         );
         assert!(text.contains("| chat-stream@5000 | P99 | – | – | – | ≤ 1/2 | not measured |"), "{text}");
+        // The floor: 250 of corelay's 400 µs and 650 of crabllm's 800 are above the mock's 150.
+        assert!(
+            text.contains(
+                "chat-minimal@5000: corelay-mock alone had a P99 of 0.150 ms here; above it, corelay added \
+                           0.250 ms and crabllm 0.650 ms (ratio 0.385)."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("chat-minimal@5000: corelay-mock alone used 7.5 µs of CPU per request"), "{text}");
+        assert!(text.contains("no gateway could reach more than 3.80× crabllm's rate here"), "{text}");
     }
 }
