@@ -10,7 +10,8 @@
 //! microseconds.
 //!
 //! `POST /admin/reload` reloads the config file as SIGHUP does (202: the
-//! log says how it went).
+//! log says how it went). `DELETE /admin/cache` empties the response cache
+//! of every shard.
 //!
 //! A key's secret is shown once, in the answer that creates it; the store
 //! keeps its SHA-256. Keys from the config's `[[keys]]` are listed (as
@@ -75,6 +76,20 @@ pub async fn handle(
         } else {
             responder.json(500, &error_json("the reload could not be requested", "reload_failed")).await
         };
+        return Ok(());
+    }
+    if request.target() == "/admin/cache" {
+        if request.head.method != crate::http::codec::Method::Delete {
+            return Err(GatewayError::MethodNotAllowed {
+                method: "this method",
+                path: "/admin/cache".into(),
+                allow: "DELETE",
+            });
+        }
+        let Some((status, body)) = shard.ask(Question::ClearCache).await else {
+            return Err(GatewayError::Internal("the control plane did not answer in time".into()));
+        };
+        let _ = responder.json(status, &body).await;
         return Ok(());
     }
     let op = parse(request)?;

@@ -59,6 +59,11 @@ pub mod defaults {
     /// `max_tokens` for Anthropic requests that name none.
     pub const ANTHROPIC_MAX_TOKENS: u64 = 4096;
     pub const AZURE_API_VERSION: &str = "2024-10-21";
+    /// `[cache]`: how long an answer is kept, what one shard keeps at most,
+    /// and the largest answer kept.
+    pub const CACHE_TTL_S: u64 = 300;
+    pub const CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+    pub const CACHE_ENTRY_BYTES_MAX: usize = 1024 * 1024;
 }
 
 /// A configuration that could not be accepted, with the path of the
@@ -111,6 +116,8 @@ pub struct File {
     pub fallbacks: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub storage: StorageFile,
+    #[serde(default)]
+    pub cache: CacheFile,
     /// The bearer token of the admin API; without it the API is off.
     pub admin_token: Option<Secret>,
     /// Per model: `[models.NAME.pricing]`, over the built-in price table.
@@ -189,6 +196,38 @@ pub struct PricingFile {
     pub output: f64,
     pub cache_read: Option<f64>,
     pub cache_write: Option<f64>,
+}
+
+/// `[cache]`: the response cache (see [`crate::cache`]). Off unless
+/// `enabled`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheFile {
+    pub enabled: bool,
+    pub ttl_s: u64,
+    /// Per shard.
+    pub bytes_max: usize,
+    pub entry_bytes_max: usize,
+    /// Which chat requests are answered from the cache: `"deterministic"`
+    /// (`temperature` 0) or `"all"`.
+    pub chat: String,
+    /// Whose answers a request may get: `"key"` (its own key's) or
+    /// `"shared"` (any caller's).
+    pub scope: String,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        use defaults::*;
+        CacheFile {
+            enabled: false,
+            ttl_s: CACHE_TTL_S,
+            bytes_max: CACHE_BYTES_MAX,
+            entry_bytes_max: CACHE_ENTRY_BYTES_MAX,
+            chat: "deterministic".into(),
+            scope: "key".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +384,8 @@ pub struct Config {
     pub fallbacks: HashMap<String, Vec<String>>,
     pub keys: Vec<Key>,
     pub storage: Storage,
+    /// `None`: no response cache.
+    pub cache: Option<CacheSettings>,
     pub admin_token: Option<Secret>,
     /// The built-in prices with `[models.NAME.pricing]` over them.
     pub prices: std::sync::Arc<store::PriceTable>,
@@ -366,6 +407,32 @@ pub enum StorageKind {
 pub struct Storage {
     pub kind: StorageKind,
     pub usage_flush_ms: u64,
+}
+
+/// The response cache, when on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub limits: store::CacheLimits,
+    pub chat: CacheChat,
+    pub scope: CacheScope,
+}
+
+/// Which chat requests the cache answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheChat {
+    /// Only those a provider answers the same way every time: `temperature`
+    /// 0 (and any a client marks with `x-corelay-cache: use`).
+    Deterministic,
+    All,
+}
+
+/// Whose answers a request may be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Only answers to the same virtual key.
+    Key,
+    /// Any caller's.
+    Shared,
 }
 
 /// Retries and circuit breaking, for every deployment.
@@ -698,6 +765,7 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     let aliases = resolve_aliases(&file.aliases, &routes)?;
     let fallbacks = resolve_fallbacks(&file.fallbacks, &routes, &aliases)?;
     let storage = validate_storage(file.storage)?;
+    let cache = validate_cache(file.cache)?;
     let prices = validate_prices(file.models)?;
     let keys = validate_keys(file.keys)?;
     Ok(Config {
@@ -715,6 +783,7 @@ fn validate(file: File, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
         fallbacks,
         keys,
         storage,
+        cache,
         admin_token: match file.admin_token {
             Some(t) if t.len() < 16 => return Err(invalid("admin_token", "must be at least 16 characters")),
             t => t,
@@ -771,6 +840,32 @@ fn validate_bedrock(
 
 fn positive<T: PartialOrd + Default + Copy>(path: &str, value: T) -> Result<T, ConfigError> {
     if value > T::default() { Ok(value) } else { Err(invalid(path, "must be greater than 0")) }
+}
+
+fn validate_cache(f: CacheFile) -> Result<Option<CacheSettings>, ConfigError> {
+    if !f.enabled {
+        return Ok(None);
+    }
+    let chat = match f.chat.as_str() {
+        "deterministic" => CacheChat::Deterministic,
+        "all" => CacheChat::All,
+        other => return Err(invalid("cache.chat", format!("`{other}`: expected \"deterministic\" or \"all\""))),
+    };
+    let scope = match f.scope.as_str() {
+        "key" => CacheScope::Key,
+        "shared" => CacheScope::Shared,
+        other => return Err(invalid("cache.scope", format!("`{other}`: expected \"key\" or \"shared\""))),
+    };
+    let ttl_s = positive("cache.ttl_s", f.ttl_s)?;
+    if f.bytes_max < 64 * 1024 {
+        return Err(invalid("cache.bytes_max", "must be at least 65536"));
+    }
+    let entry_bytes_max = positive("cache.entry_bytes_max", f.entry_bytes_max)?;
+    if entry_bytes_max > f.bytes_max {
+        return Err(invalid("cache.entry_bytes_max", "must not be more than cache.bytes_max"));
+    }
+    let limits = store::CacheLimits { ttl_ms: ttl_s.saturating_mul(1000), bytes_max: f.bytes_max, entry_bytes_max };
+    Ok(Some(CacheSettings { limits, chat, scope }))
 }
 
 fn validate_http(f: HttpFile) -> Result<HttpLimits, ConfigError> {
@@ -1313,6 +1408,27 @@ key = "sk-virtual-secret-5"
             assert!(!printed.contains(secret), "{secret} in {printed}");
         }
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn the_cache_is_off_unless_enabled_and_its_values_are_checked() {
+        let mock = "[providers.m]\nkind = \"mock\"\nmodels = [\"m\"]\n";
+        assert_eq!(parse(mock, no_env).unwrap().cache, None);
+        let on = parse(&format!("{mock}[cache]\nenabled = true\nttl_s = 60\nscope = \"shared\""), no_env).unwrap();
+        let settings = on.cache.expect("enabled");
+        assert_eq!(settings.limits.ttl_ms, 60_000);
+        assert_eq!(settings.limits.bytes_max, defaults::CACHE_BYTES_MAX);
+        assert_eq!((settings.chat, settings.scope), (CacheChat::Deterministic, CacheScope::Shared));
+        for (bad, path) in [
+            ("chat = \"some\"", "cache.chat"),
+            ("scope = \"team\"", "cache.scope"),
+            ("ttl_s = 0", "cache.ttl_s"),
+            ("bytes_max = 1000", "cache.bytes_max"),
+            ("entry_bytes_max = 100000000", "cache.entry_bytes_max"),
+        ] {
+            let e = err(&format!("{mock}[cache]\nenabled = true\n{bad}"));
+            assert!(e.starts_with(path), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`http`]: our HTTP/1.1 layer (codec and client connections).
 //! - [`pipeline`]: the request phases, top to bottom.
 //! - [`upstream`]: provider connections and the per-shard pool.
+//! - [`cache`]: which requests the response cache answers, and its keys.
 //! - [`error`]: the error type and the one place errors become responses.
 //! - [`mock`]: the in-process `mock` provider kind.
 //! - [`sigv4`]: AWS SigV4 signing and the model path for Bedrock.
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod admin_cli;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod http;

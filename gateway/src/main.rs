@@ -67,6 +67,11 @@ enum AdminCommand {
     },
     /// Reload the gateway's config file (as SIGHUP does).
     Reload,
+    /// The response cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Set a key's budget.
     Budget {
         id: String,
@@ -77,6 +82,12 @@ enum AdminCommand {
         #[arg(long, default_value = "total")]
         period: String,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Empty every shard's response cache.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +224,7 @@ fn admin(url: &str, token: String, json: bool, what: AdminCommand) -> anyhow::Re
             ("GET", format!("/admin/usage?{}", params.join("&")), None)
         }
         AdminCommand::Reload => ("POST", "/admin/reload".to_owned(), None),
+        AdminCommand::Cache { action: CacheAction::Clear } => ("DELETE", "/admin/cache".to_owned(), None),
         AdminCommand::Budget { id, usd, period } => {
             let body = format!("{{\"budget_usd\":{usd},\"budget_period\":{}}}", sonic_rs::to_string(&period)?);
             ("POST", format!("/admin/keys/{id}"), Some(body))

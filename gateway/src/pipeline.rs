@@ -5,7 +5,8 @@
 //! 2. Route the path to an endpoint.
 //! 3. Authenticate: hash the presented key, look it up in the shard's table.
 //! 4. Peek `model` and `stream` without building the body.
-//! 5. Resolve the alias, check the key's allowlist, find the deployments.
+//! 5. Resolve the alias, check the key's allowlist and limits, find the
+//!    deployments; answer from the response cache when it keeps the answer.
 //! 6. Pick one deployment by weighted random.
 //! 7. Build the upstream request: the client's bytes, with only the model
 //!    name of an alias and `stream_options.include_usage` spliced in.
@@ -22,6 +23,7 @@ use translate::sse::{Piece, Splitter};
 use crate::config::{AzureStyle, BedrockAuth, Deployment, Endpoint, Key, ProviderKind};
 use translate::stream::Dialect as Wire;
 
+use crate::cache;
 use crate::error::{Dialect, GatewayError};
 use crate::http::codec::{self, Method, RequestHead, ResponseHead};
 use crate::http::server::{Header, Responder, Scratch};
@@ -75,7 +77,7 @@ impl Request<'_> {
         target.split(|&b| b == b'?').next().unwrap_or(target)
     }
 
-    fn header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
+    pub(crate) fn header(&self, range: &Option<std::ops::Range<usize>>) -> Option<&[u8]> {
         range.as_ref().map(|r| &self.buf[r.clone()])
     }
 
@@ -224,6 +226,7 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
             Method::Get => "GET",
             Method::Head => "HEAD",
             Method::Post => "POST",
+            Method::Delete => "DELETE",
             Method::Other => "this method",
         };
         let allow = if method == Method::Get { "GET" } else { "POST" };
@@ -515,14 +518,78 @@ async fn chat(
         shard.count(Counter::Streams, 1);
     }
     let charge = admit_key(shard, key, &peek.model, model).await?;
+    let cached = if peek.stream {
+        FromCache::Off
+    } else {
+        let endpoint = if front == Dialect::Anthropic { cache::Endpoint::Messages } else { cache::Endpoint::Chat };
+        from_cache(shard, snapshot, request, endpoint, model, key, responder).await
+    };
+    if cached == FromCache::Hit {
+        return Ok(());
+    }
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
+    let done = loop {
+        let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await else {
+            break Err(attempts.exhausted(&peek.model));
+        };
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
-            return done;
+            break done;
+        }
+    };
+    keep(shard, &cached, responder);
+    done
+}
+
+/// What the response cache did for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FromCache {
+    /// It stays out of this request.
+    Off,
+    /// It answered.
+    Hit,
+    /// It had no answer; the plan says whether the provider's is kept.
+    Miss(cache::Plan),
+}
+
+/// Answers from the shard's response cache when it keeps this request's
+/// answer; otherwise marks the responder so the answer can be kept.
+async fn from_cache(
+    shard: &Shard,
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    endpoint: cache::Endpoint,
+    served: &str,
+    key: Option<&Key>,
+    responder: &mut Responder<'_>,
+) -> FromCache {
+    let Some(settings) = &snapshot.config.cache else { return FromCache::Off };
+    let deterministic = || cache::is_deterministic(request.body);
+    let Some(plan) = cache::plan(settings, request, endpoint, served, key, deterministic) else {
+        return FromCache::Off;
+    };
+    let now = cache::now_ms();
+    if plan.lookup {
+        let hit = shard.cache.borrow_mut().as_mut().and_then(|c| c.get(&plan.key, now));
+        if let Some(hit) = hit {
+            shard.count(Counter::CacheHits, 1);
+            let _ = cache::answer(responder, &hit, now).await;
+            return FromCache::Hit;
         }
     }
-    Err(attempts.exhausted(&peek.model))
+    shard.count(Counter::CacheMisses, 1);
+    responder.cache_status = Some(b"miss");
+    responder.capture = plan.store;
+    FromCache::Miss(plan)
+}
+
+/// Keeps the answer a request got (a whole 200), when its plan says so.
+fn keep(shard: &Shard, cached: &FromCache, responder: &mut Responder<'_>) {
+    let FromCache::Miss(plan) = cached else { return };
+    let Some((content_type, body)) = responder.captured.take() else { return };
+    if let (true, Some(kept)) = (plan.store, shard.cache.borrow_mut().as_mut()) {
+        kept.put(plan.key, &content_type, &body, cache::now_ms());
+    }
 }
 
 /// One attempt of a chat request, on one deployment. An error comes back
@@ -856,14 +923,22 @@ async fn embeddings(
     }
     let model = authorize(snapshot, key, &peek.model)?;
     let charge = admit_key(shard, key, &peek.model, model).await?;
+    let cached = from_cache(shard, snapshot, request, cache::Endpoint::Embeddings, model, key, responder).await;
+    if cached == FromCache::Hit {
+        return Ok(());
+    }
     let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
+    let done = loop {
+        let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await else {
+            break Err(attempts.exhausted(&peek.model));
+        };
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
-            return done;
+            break done;
         }
-    }
-    Err(attempts.exhausted(&peek.model))
+    };
+    keep(shard, &cached, responder);
+    done
 }
 
 async fn embeddings_attempt(

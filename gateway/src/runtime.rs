@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{Config, Driver, Shards};
-use crate::shard::{COUNTERS, Command, DnsTable, Report, Shard, Snapshot, Totals};
+use crate::shard::{COUNTERS, Command, DnsTable, Question, Report, Shard, Snapshot, Totals};
 
 /// Messages to the control plane from outside the shards.
 pub enum Control {
@@ -507,6 +507,11 @@ fn control_plane(
                 }
                 Ok(Report::Usage { rows }) => tenancy.add_usage(&rows),
                 Ok(Report::Ask { shard, ticket, question }) => {
+                    // Every shard empties its cache before the asking one
+                    // reads the answer (commands arrive in order).
+                    if matches!(question, Question::ClearCache) {
+                        dropped += broadcast(&links, &Command::ClearCache);
+                    }
                     let (status, body, keys) = tenancy.answer(question);
                     // The new keys reach every shard before the answer
                     // reaches the one that asked.

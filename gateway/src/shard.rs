@@ -53,6 +53,8 @@ pub enum Command {
     Keys(Arc<Vec<Key>>),
     /// The answer to this shard's [`Report::Ask`]: a status and a JSON body.
     Answer { ticket: u64, status: u16, body: Vec<u8> },
+    /// Empty the response cache (`DELETE /admin/cache`).
+    ClearCache,
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -64,6 +66,8 @@ pub enum Question {
     Usage { key: store::KeyId, name: String, from_unix: Option<u64>, until_unix: Option<u64> },
     /// An admin API call (see [`crate::admin`]).
     Admin(crate::admin::Op),
+    /// Empty every shard's response cache (`DELETE /admin/cache`).
+    ClearCache,
 }
 
 /// What a shard tells the control plane.
@@ -214,6 +218,8 @@ counters! {
     Panics => "panics",
     ConnectionsAccepted => "connections_accepted",
     ConnectionsRefused => "connections_refused",
+    CacheHits => "cache_hits",
+    CacheMisses => "cache_misses",
 }
 
 pub const COUNTERS: usize = COUNTER_NAMES.len();
@@ -249,6 +255,8 @@ pub struct Shard {
     next_ticket: Cell<u64>,
     /// Where breaker verdicts go, to reach the other shards.
     reports: Option<crossbeam_channel::Sender<Report>>,
+    /// Whole answers kept for repeated requests (`None`: no `[cache]`).
+    pub cache: RefCell<Option<store::ResponseCache>>,
 }
 
 /// Marks a request in flight until dropped.
@@ -274,6 +282,7 @@ impl Shard {
         let keys = Rc::new(KeyTable::build(&snapshot.config, &runtime_keys));
         let breakers = Breakers::default();
         breakers.reset(snapshot.generation, snapshot.config.deployments.len());
+        let cache = snapshot.config.cache.as_ref().map(|c| store::ResponseCache::new(c.limits));
         Shard {
             id,
             dns: RefCell::new(Rc::new(snapshot.dns.clone())),
@@ -294,6 +303,7 @@ impl Shard {
             asks: RefCell::default(),
             next_ticket: Cell::new(0),
             reports,
+            cache: RefCell::new(cache),
         }
     }
 
@@ -488,6 +498,8 @@ impl Shard {
                 // are refused by it when their requests end.
                 *self.pool.borrow_mut() = Rc::new(snapshot.pool());
                 self.breakers.reset(snapshot.generation, snapshot.config.deployments.len());
+                // Models may point elsewhere now: nothing kept answers again.
+                *self.cache.borrow_mut() = snapshot.config.cache.as_ref().map(|c| store::ResponseCache::new(c.limits));
                 *self.snapshot.borrow_mut() = snapshot;
             }
             Command::Dns(generation, table) => {
@@ -510,6 +522,11 @@ impl Shard {
             Command::Answer { ticket, status, body } => {
                 if let Some(waiter) = self.asks.borrow_mut().remove(&ticket) {
                     let _ = waiter.send((status, body));
+                }
+            }
+            Command::ClearCache => {
+                if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                    cache.clear();
                 }
             }
             Command::Drain => {

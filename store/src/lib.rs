@@ -13,6 +13,9 @@
 //!   window.
 //! - [`quota`]: lease accounting for per-minute limits across the shards
 //!   of one instance (the control plane's book of grants).
+//! - [`cache`]: one shard's response cache ([`ResponseCache`]): answers by
+//!   the SHA-256 of a request's identifying parts, least recently used out
+//!   first, each for a fixed time.
 //! - [`backend`]: the [`Store`] trait the control plane persists through,
 //!   and its implementations [`MemoryStore`], [`RedbStore`] and
 //!   [`RedisStore`] (which also holds the atomic rate-limit reservation
@@ -31,6 +34,7 @@
 //! micro-USD, `_per_mtok` is per million tokens.
 
 pub mod backend;
+pub mod cache;
 mod error;
 pub mod keys;
 pub mod ledger;
@@ -38,6 +42,7 @@ pub mod pricing;
 pub mod quota;
 
 pub use backend::{MemoryStore, RedbStore, RedisConfig, RedisStore, Store};
+pub use cache::{CacheKey, CacheLimits, Cached, ResponseCache};
 pub use error::StoreError;
 pub use keys::{Budget, BudgetPeriod, BudgetWindow, KeyId, KeyRecord, KeyState, ModelAllowlist, Secret};
 pub use ledger::{Counters, Ledger, UsageKey, UsageQuery, UsageRow};

@@ -47,6 +47,12 @@ pub struct Args {
     #[arg(long)]
     pub peers: bool,
 
+    /// Runs nothing: writes the report (and charts) of an earlier results
+    /// folder again from its `meta.json` and run files, as this build's
+    /// report code writes them.
+    #[arg(long, value_name = "DIR")]
+    pub report_from: Option<PathBuf>,
+
     /// Only the scenarios whose name contains one of these (repeatable).
     #[arg(long = "scenario")]
     pub scenarios: Vec<String>,

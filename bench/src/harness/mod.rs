@@ -43,6 +43,9 @@ use targets::Target;
 
 /// Runs the benchmark the flags describe; returns the results folder.
 pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.report_from {
+        return report_again(dir);
+    }
     let _reaper = procs::Reaper;
     procs::on_signals_stop_all()?;
 
@@ -87,6 +90,47 @@ pub fn main(args: &Args) -> anyhow::Result<PathBuf> {
     println!("{report}");
     eprintln!("corelay-bench: report in {}", dir.join("report.md").display());
     Ok(dir)
+}
+
+/// `--report-from DIR`: the report of an earlier run, written again from
+/// its files (runs that left no file are listed as without a result).
+fn report_again(dir: &Path) -> anyhow::Result<PathBuf> {
+    let meta_path = dir.join("meta.json");
+    let meta: report::Meta =
+        sonic_rs::from_slice(&std::fs::read(&meta_path).with_context(|| format!("reading {}", meta_path.display()))?)
+            .with_context(|| format!("parsing {}", meta_path.display()))?;
+    // Merged latencies come from oha's per-request CSV, which is not kept.
+    anyhow::ensure!(meta.repeat == 1, "--report-from reads runs made with --repeat 1 only");
+    let mut repetitions = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        // Run files are STEM.json; STEM.oha.json, STEM.warmup.json and
+        // meta.json are not.
+        if !name.ends_with(".json") || name.matches('.').count() != 1 || name == "meta.json" {
+            continue;
+        }
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        repetitions.push(run::Measurement::from_json(&text).with_context(|| format!("parsing {}", path.display()))?);
+    }
+    anyhow::ensure!(!repetitions.is_empty(), "no run files in {}", dir.display());
+    // The order of a run: scenarios as listed, targets in their order.
+    let order: Vec<String> = scenarios::full().into_iter().chain(scenarios::quick()).map(|s| s.name).collect();
+    let rank = |m: &Measurement| {
+        let scenario = order.iter().position(|n| *n == m.scenario.name).unwrap_or(usize::MAX);
+        let target = Target::ALL.iter().position(|&t| t == m.target).unwrap_or(usize::MAX);
+        (scenario, m.repetition, target)
+    };
+    repetitions.sort_by_key(rank);
+    let runs = merge::merge(&repetitions);
+    let repetitions = if meta.repeat > 1 { repetitions } else { Vec::new() };
+    let (charts, chart_failures) = charts::draw(dir, &runs);
+    let failures: Vec<String> = chart_failures.into_iter().map(|f| format!("chart {f}")).collect();
+    let report = report::markdown(&meta, &runs, &repetitions, &charts, &failures);
+    std::fs::write(dir.join("report.md"), &report)?;
+    println!("{report}");
+    eprintln!("corelay-bench: report written again in {}", dir.join("report.md").display());
+    Ok(dir.to_owned())
 }
 
 /// Every run: per scenario, `--repeat` rounds in which the targets take

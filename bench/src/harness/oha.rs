@@ -110,7 +110,7 @@ struct RawSummary {
 }
 
 /// What one run measured, from the client's side.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// Length of the run as oha measured it.
     pub duration_s: f64,

@@ -109,6 +109,58 @@ pub struct Measurement {
     pub latency: Option<Histogram<u64>>,
 }
 
+/// A run file as [`Measurement`]'s `Serialize` wrote it.
+#[derive(serde::Deserialize)]
+struct Stored {
+    scenario: StoredScenario,
+    target: Target,
+    outcome: Outcome,
+    cpu_us_per_request: Option<f64>,
+    cpu_s: f64,
+    peak_rss_bytes: u64,
+    processes: usize,
+    pids: Vec<u32>,
+    repetition: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredScenario {
+    name: String,
+}
+
+impl Measurement {
+    /// A run file read back (`--report-from`). Its scenario is found by
+    /// name among this build's scenarios.
+    pub fn from_json(text: &[u8]) -> anyhow::Result<Measurement> {
+        let stored: Stored = sonic_rs::from_slice(text)?;
+        let name = &stored.scenario.name;
+        let scenario = super::scenarios::full()
+            .into_iter()
+            .chain(super::scenarios::quick())
+            .find(|s| s.name == *name)
+            .ok_or_else(|| anyhow::anyhow!("no scenario `{name}` in this build"))?;
+        let target = stored.target;
+        Ok(Measurement {
+            scenario,
+            target,
+            outcome: stored.outcome,
+            cpu_us_per_request: stored.cpu_us_per_request,
+            cpu_s: stored.cpu_s,
+            peak_rss_bytes: stored.peak_rss_bytes,
+            processes: stored.processes,
+            measured: measured_name(target),
+            pids: stored.pids,
+            repetition: stored.repetition,
+            latency: None,
+        })
+    }
+}
+
+/// The process a run of `target` measures.
+fn measured_name(target: Target) -> &'static str {
+    if target == Target::Mock { "corelay-mock" } else { target.name() }
+}
+
 /// Runs one scenario against one target and stops everything it started,
 /// whether it succeeds or not.
 pub fn measure(setup: &Setup, scenario: &Scenario, target: Target, repetition: u32) -> anyhow::Result<Measurement> {
@@ -182,7 +234,7 @@ fn measure_inner(
         cpu_s,
         peak_rss_bytes,
         processes: after.processes,
-        measured: if target == Target::Mock { "corelay-mock" } else { target.name() },
+        measured: measured_name(target),
         outcome,
         pids: Vec::new(),
         repetition,
@@ -412,4 +464,35 @@ fn file_safe(name: &str) -> String {
 pub fn ticks_per_s() -> u64 {
     let out = Command::new("getconf").arg("CLK_TCK").stdin(Stdio::null()).output();
     out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_file_reads_back_as_it_was_written() {
+        let m = crate::harness::fixtures::measurement(
+            "chat-stream@5000+lc",
+            Target::Crabllm,
+            120.0,
+            450.0,
+            41.7,
+            64,
+            4998.0,
+        );
+        let text = sonic_rs::to_string_pretty(&m).unwrap();
+        let back = Measurement::from_json(text.as_bytes()).unwrap();
+        assert_eq!((back.scenario.name.as_str(), back.target), ("chat-stream@5000+lc", Target::Crabllm));
+        assert!(back.scenario.latency_correction);
+        assert_eq!(back.outcome, m.outcome);
+        assert_eq!(
+            (back.cpu_us_per_request, back.peak_rss_bytes, back.measured),
+            (Some(41.7), 64 * 1048576, "crabllm")
+        );
+        // A scenario this build does not know is an error that names it.
+        let renamed = text.replace("chat-stream@5000+lc", "chat-gone@1");
+        let e = Measurement::from_json(renamed.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("chat-gone@1"), "{e}");
+    }
 }

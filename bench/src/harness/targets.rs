@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::scenarios::{Scenario, Upstream};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// `corelay-mock` itself, requests straight at it.

@@ -29,6 +29,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Delete,
     Other,
 }
 
@@ -64,6 +65,9 @@ pub struct RequestHead {
     /// Anthropic's front door: forwarded to Anthropic providers.
     pub anthropic_version: Option<Range<usize>>,
     pub anthropic_beta: Option<Range<usize>>,
+    /// The response cache's directives (see [`crate::cache`]).
+    pub cache_control: Option<Range<usize>>,
+    pub x_corelay_cache: Option<Range<usize>>,
     #[cfg(feature = "fault-injection")]
     pub fault: Option<Range<usize>>,
 }
@@ -109,6 +113,7 @@ pub fn parse_request_head(
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     let path = req.path.unwrap_or("/");
@@ -126,6 +131,8 @@ pub fn parse_request_head(
         x_goog_api_key: None,
         anthropic_version: None,
         anthropic_beta: None,
+        cache_control: None,
+        x_corelay_cache: None,
         #[cfg(feature = "fault-injection")]
         fault: None,
     };
@@ -167,6 +174,8 @@ pub fn parse_request_head(
                 head.anthropic_version = Some(range_in(buf, value));
             }
             14 if h.name.eq_ignore_ascii_case("anthropic-beta") => head.anthropic_beta = Some(range_in(buf, value)),
+            13 if h.name.eq_ignore_ascii_case("cache-control") => head.cache_control = Some(range_in(buf, value)),
+            15 if h.name.eq_ignore_ascii_case("x-corelay-cache") => head.x_corelay_cache = Some(range_in(buf, value)),
             #[cfg(feature = "fault-injection")]
             15 if h.name.eq_ignore_ascii_case("x-corelay-fault") => head.fault = Some(range_in(buf, value)),
             _ => {}

@@ -419,6 +419,13 @@ pub struct Responder<'a> {
     pub status: u16,
     /// The dialect errors are written in: the front door's.
     pub dialect: Dialect,
+    /// `x-corelay-cache` on every head this responder writes (`hit`,
+    /// `miss`), when the response cache looked at the request.
+    pub cache_status: Option<&'static [u8]>,
+    /// Keep a copy of a whole 200 answer (for the response cache).
+    pub capture: bool,
+    /// The copy: content type and body.
+    pub captured: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,7 +441,18 @@ pub type Header<'h> = (&'h [u8], &'h [u8]);
 
 impl<'a> Responder<'a> {
     fn new(stream: &'a mut TcpStream, wbuf: &'a mut Vec<u8>, keep_alive: bool, http10: bool) -> Responder<'a> {
-        Responder { stream, wbuf, keep_alive, http10, state: State::Fresh, status: 0, dialect: Dialect::OpenAi }
+        Responder {
+            stream,
+            wbuf,
+            keep_alive,
+            http10,
+            state: State::Fresh,
+            status: 0,
+            dialect: Dialect::OpenAi,
+            cache_status: None,
+            capture: false,
+            captured: None,
+        }
     }
 
     /// Whether the response was sent whole and the connection can go on.
@@ -461,6 +479,10 @@ impl<'a> Responder<'a> {
             w.extend_from_slice(name);
             w.extend_from_slice(b": ");
             w.extend_from_slice(value);
+        }
+        if let Some(status) = self.cache_status {
+            w.extend_from_slice(b"\r\nx-corelay-cache: ");
+            w.extend_from_slice(status);
         }
         match length {
             Some(n) => {
@@ -503,6 +525,10 @@ impl<'a> Responder<'a> {
         self.wbuf.extend_from_slice(body);
         self.flush().await?;
         self.state = State::Done;
+        // Copied once the client has it, off its latency.
+        if self.capture && status == 200 {
+            self.captured = Some((content_type.to_vec(), body.to_vec()));
+        }
         Ok(())
     }
 

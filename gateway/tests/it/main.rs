@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod admin;
+mod cache;
 mod chat;
 mod errors;
 mod google_aws;
