@@ -30,9 +30,11 @@
 //! one request of the key's RPM and no tokens (no provider was paid), and
 //! counts in `/metrics` as `cache_hits`.
 //!
-//! Each shard keeps its own cache (no lock on the data path), so a
-//! repeated request is answered from the cache of the shard its connection
-//! landed on; a reload or `DELETE /admin/cache` empties every shard's.
+//! Each shard looks up its own index (no lock on the data path); an answer
+//! one shard keeps reaches the others through the control plane as a
+//! shared `Arc` ([`crate::shard::Shard::keep_answer`]), so a repeated
+//! request hits on whichever shard it lands. A reload or
+//! `DELETE /admin/cache` empties every shard's.
 
 use std::sync::OnceLock;
 use std::time::Instant;

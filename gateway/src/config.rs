@@ -210,7 +210,7 @@ pub struct PricingFile {
 pub struct CacheFile {
     pub enabled: bool,
     pub ttl_s: u64,
-    /// Per shard.
+    /// Counted by each shard; the answers are shared between shards.
     pub bytes_max: usize,
     pub entry_bytes_max: usize,
     /// Which chat requests are answered from the cache: `"deterministic"`

@@ -537,7 +537,7 @@ async fn chat(
             break done;
         }
     };
-    keep(shard, &cached, responder);
+    keep(shard, snapshot, &cached, responder);
     done
 }
 
@@ -583,12 +583,18 @@ async fn from_cache(
     FromCache::Miss(plan)
 }
 
-/// Keeps the answer a request got (a whole 200), when its plan says so.
-fn keep(shard: &Shard, cached: &FromCache, responder: &mut Responder<'_>) {
+/// Keeps the answer a request got (a whole 200), when its plan says so, in
+/// every shard's cache.
+fn keep(shard: &Shard, snapshot: &Snapshot, cached: &FromCache, responder: &mut Responder<'_>) {
     let FromCache::Miss(plan) = cached else { return };
     let Some((content_type, body)) = responder.captured.take() else { return };
-    if let (true, Some(kept)) = (plan.store, shard.cache.borrow_mut().as_mut()) {
-        kept.put(plan.key, &content_type, &body, cache::now_ms());
+    if plan.store {
+        let entry = store::Cached {
+            content_type: content_type.into_boxed_slice(),
+            body: body.into_boxed_slice(),
+            stored_ms: cache::now_ms(),
+        };
+        shard.keep_answer(snapshot.generation, plan.key, entry);
     }
 }
 
@@ -937,7 +943,7 @@ async fn embeddings(
             break done;
         }
     };
-    keep(shard, &cached, responder);
+    keep(shard, snapshot, &cached, responder);
     done
 }
 

@@ -504,6 +504,13 @@ fn control_plane(
         crossbeam_channel::select! {
             recv(reports) -> report => match report {
                 Ok(Report::Counters { shard, values }) => per_shard[shard] = values,
+                Ok(Report::CacheEntry { shard, generation, key, entry }) => {
+                    for (i, link) in links.iter().enumerate() {
+                        if i != shard {
+                            dropped += send(link, Command::CacheEntry { generation, key, entry: entry.clone() });
+                        }
+                    }
+                }
                 Ok(Report::Health { generation, deployment, verdict }) => {
                     dropped += broadcast(&links, &Command::Health { generation, deployment, verdict });
                 }

@@ -55,6 +55,9 @@ pub enum Command {
     Answer { ticket: u64, status: u16, body: Vec<u8> },
     /// Empty the response cache (`DELETE /admin/cache`).
     ClearCache,
+    /// An answer another shard kept, for this shard's cache too (the bytes
+    /// are shared, not copied), if this shard still runs `generation`.
+    CacheEntry { generation: u64, key: store::CacheKey, entry: Arc<store::Cached> },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -89,6 +92,8 @@ pub enum Report {
     Usage { rows: Vec<store::UsageRow> },
     /// A question to answer with [`Command::Answer`].
     Ask { shard: usize, ticket: u64, question: Question },
+    /// The shard kept an answer in its response cache: for the others.
+    CacheEntry { shard: usize, generation: u64, key: store::CacheKey, entry: Arc<store::Cached> },
 }
 
 /// Usage not reported yet: per key index (`None`: no keys), per served
@@ -425,6 +430,26 @@ impl Shard {
         }
     }
 
+    /// Keeps an answer in this shard's response cache and sends it to the
+    /// other shards (through the control plane), if the cache is on and the
+    /// answer's config is still this shard's. Never blocks: a full channel
+    /// drops the copy for the others, which then only miss once more.
+    pub fn keep_answer(&self, generation: u64, key: store::CacheKey, entry: store::Cached) {
+        if generation != self.snapshot.borrow().generation {
+            return;
+        }
+        let entry = Arc::new(entry);
+        let kept = match self.cache.borrow_mut().as_mut() {
+            Some(cache) => cache.insert(key, entry.clone()),
+            None => return,
+        };
+        if matches!(kept, store::cache::Stored::Kept { .. })
+            && let Some(reports) = &self.reports
+        {
+            let _ = reports.try_send(Report::CacheEntry { shard: self.id, generation, key, entry });
+        }
+    }
+
     pub fn snapshot(&self) -> Rc<Snapshot> {
         self.snapshot.borrow().clone()
     }
@@ -527,6 +552,13 @@ impl Shard {
             Command::ClearCache => {
                 if let Some(cache) = self.cache.borrow_mut().as_mut() {
                     cache.clear();
+                }
+            }
+            Command::CacheEntry { generation, key, entry } => {
+                if generation == self.snapshot.borrow().generation
+                    && let Some(cache) = self.cache.borrow_mut().as_mut()
+                {
+                    cache.insert(key, entry);
                 }
             }
             Command::Drain => {

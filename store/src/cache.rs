@@ -12,16 +12,18 @@
 //!   recently used;
 //! - an answer heavier than `entry_bytes_max` is not kept at all.
 //!
-//! A cache belongs to one thread (answers come back as `Rc`, so a hit can
-//! be written out after the cache is borrowed again); the gateway gives
-//! each shard its own, which is why a hit costs no lock. Time is an
-//! argument (`now_ms`, any monotonic origin), never read here.
+//! A cache belongs to one thread, and the gateway gives each shard its own,
+//! which is why a hit costs no lock. Answers are `Arc`s: a hit can be
+//! written out after the cache is borrowed again, and one answer can sit in
+//! every shard's cache without being copied ([`ResponseCache::insert`]).
+//! Time is an argument (`now_ms`, any monotonic origin shared by the
+//! caches), never read here.
 //!
 //! The least-recently-used order is a doubly linked list threaded through a
 //! slab of slots, so a hit, a store and an eviction are each O(1).
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The SHA-256 of a request's identifying parts.
 pub type CacheKey = [u8; 32];
@@ -80,7 +82,7 @@ const NIL: usize = usize::MAX;
 
 struct Slot {
     key: CacheKey,
-    value: Option<Rc<Cached>>,
+    value: Option<Arc<Cached>>,
     /// Toward the most recently used end.
     newer: usize,
     /// Toward the least recently used end.
@@ -131,7 +133,7 @@ impl ResponseCache {
 
     /// The answer kept under `key`, unless it expired (it is then dropped).
     /// A hit becomes the most recently used entry.
-    pub fn get(&mut self, key: &CacheKey, now_ms: u64) -> Option<Rc<Cached>> {
+    pub fn get(&mut self, key: &CacheKey, now_ms: u64) -> Option<Arc<Cached>> {
         let &slot = self.index.get(key)?;
         let value = self.slots[slot].value.as_ref().expect("an indexed slot holds a value");
         if now_ms.saturating_sub(value.stored_ms) >= self.limits.ttl_ms {
@@ -147,9 +149,14 @@ impl ResponseCache {
     /// Keeps an answer under `key` (replacing what was there), evicting the
     /// least recently used entries until the cache fits its `bytes_max`.
     pub fn put(&mut self, key: CacheKey, content_type: &[u8], body: &[u8], now_ms: u64) -> Stored {
-        let value = Cached { content_type: content_type.into(), body: body.into(), stored_ms: now_ms };
+        self.insert(key, Arc::new(Cached { content_type: content_type.into(), body: body.into(), stored_ms: now_ms }))
+    }
+
+    /// [`put`](Self::put) for an answer already built, perhaps kept by
+    /// another cache too: the bytes are shared, each cache counts them.
+    pub fn insert(&mut self, key: CacheKey, value: Arc<Cached>) -> Stored {
         let weight = value.weight();
-        if body.len() > self.limits.entry_bytes_max || weight > self.limits.bytes_max {
+        if value.body.len() > self.limits.entry_bytes_max || weight > self.limits.bytes_max {
             return Stored::TooLarge;
         }
         if let Some(&old) = self.index.get(&key) {
@@ -162,11 +169,11 @@ impl ResponseCache {
         }
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot] = Slot { key, value: Some(Rc::new(value)), newer: NIL, older: NIL };
+                self.slots[slot] = Slot { key, value: Some(value), newer: NIL, older: NIL };
                 slot
             }
             None => {
-                self.slots.push(Slot { key, value: Some(Rc::new(value)), newer: NIL, older: NIL });
+                self.slots.push(Slot { key, value: Some(value), newer: NIL, older: NIL });
                 self.slots.len() - 1
             }
         };
@@ -302,6 +309,20 @@ mod tests {
         assert_eq!(cache.put(key(5), b"a", &big, 4), Stored::Kept { evicted: 2 });
         assert_eq!(order(&cache), vec![key(5), key(4)]);
         assert!(cache.bytes() <= cache.limits().bytes_max);
+    }
+
+    #[test]
+    fn one_answer_sits_in_two_caches_without_a_copy() {
+        let (mut a, mut b) = (ResponseCache::new(LIMITS), ResponseCache::new(LIMITS));
+        let answer =
+            Arc::new(Cached { content_type: b"a".as_slice().into(), body: b"body".as_slice().into(), stored_ms: 5 });
+        assert_eq!(a.insert(key(1), answer.clone()), Stored::Kept { evicted: 0 });
+        assert_eq!(b.insert(key(1), answer.clone()), Stored::Kept { evicted: 0 });
+        assert!(Arc::ptr_eq(&a.get(&key(1), 6).unwrap(), &b.get(&key(1), 6).unwrap()));
+        // Each cache counts it; expiry still runs from when it was first kept.
+        assert_eq!(a.bytes(), b.bytes());
+        assert!(b.get(&key(1), 1_005).is_none());
+        assert!(a.get(&key(1), 1_004).is_some());
     }
 
     #[test]

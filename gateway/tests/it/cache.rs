@@ -44,10 +44,14 @@ fn numbering_upstream(fail_first: usize) -> Scripted {
 }
 
 fn config(upstream: &Scripted, cache: &str) -> String {
+    config_with_shards(upstream, cache, 1)
+}
+
+fn config_with_shards(upstream: &Scripted, cache: &str, shards: usize) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
-shards = 1
+shards = {shards}
 admin_token = "{ADMIN}"
 [upstream]
 stats_interval_ms = 50
@@ -134,6 +138,23 @@ fn a_repeated_deterministic_request_is_answered_from_the_cache() {
     assert_eq!(content(&chat(&gw, ALICE, &[], &other)), "answer 2");
     assert_eq!(metric(&gw, "cache_hits", 1), 1);
     assert_eq!(metric(&gw, "cache_misses", 2), 2);
+}
+
+#[test]
+fn an_answer_kept_by_one_shard_is_in_every_shards_cache() {
+    let up = numbering_upstream(0);
+    let gw = Gateway::start(&config_with_shards(&up, "", 4));
+    assert_eq!(content(&chat(&gw, ALICE, &[], DETERMINISTIC)), "answer 1");
+    // The other shards get it through the control plane, within a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    // Fresh connections land on the shards at random (SO_REUSEPORT): with
+    // one cache per shard alone, 16 of them would all miss but a quarter.
+    for _ in 0..16 {
+        let r = chat(&gw, ALICE, &[], DETERMINISTIC);
+        assert_eq!((content(&r).as_str(), r.header("x-corelay-cache")), ("answer 1", Some("hit")));
+    }
+    assert_eq!(upstream_calls(&up), 1);
+    assert_eq!(metric(&gw, "cache_hits", 16), 16);
 }
 
 #[test]
