@@ -86,10 +86,10 @@ pub async fn handle(
                 allow: "DELETE",
             });
         }
-        let Some((status, body)) = shard.ask(Question::ClearCache).await else {
-            return Err(GatewayError::Internal("the control plane did not answer in time".into()));
-        };
-        let _ = responder.json(status, &body).await;
+        // Every shard empties its cache as it next looks at it, and no
+        // answer looked up before now is kept.
+        crate::cache::clear_all();
+        let _ = responder.json(200, b"{\"status\":\"cleared\"}").await;
         return Ok(());
     }
     let op = parse(request)?;

@@ -10,8 +10,9 @@
 //! and back), the caller's virtual key (with `scope = "key"`, the default;
 //! `"shared"` leaves it out), the served model the request resolved to (an
 //! alias re-pointed by a reload never answers with the old model's words),
-//! the `anthropic-beta` header of an Anthropic client, and the request body
-//! byte for byte. A request is looked up only after its key is checked,
+//! the `anthropic-version` and `anthropic-beta` headers of an Anthropic
+//! client, and the request body byte for byte. Only an answer from the
+//! served model's own deployments is kept, never a fallback model's. A request is looked up only after its key is checked,
 //! its model allowed and its rate limits passed, so a hit never lets a
 //! caller past anything a miss would have stopped.
 //!
@@ -32,11 +33,13 @@
 //!
 //! Each shard looks up its own index (no lock on the data path); an answer
 //! one shard keeps reaches the others through the control plane as a
-//! shared `Arc` ([`crate::shard::Shard::keep_answer`]), so a repeated
-//! request hits on whichever shard it lands. A reload or
-//! `DELETE /admin/cache` empties every shard's.
+//! shared `Arc` ([`crate::shard::Shard::keep_answer`]) while the channels
+//! have room, so a repeated request hits on whichever shard it lands. A
+//! reload empties every shard's cache; so does `DELETE /admin/cache`,
+//! through [`EPOCH`].
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use store::cache::{CacheKey, Cached};
@@ -80,6 +83,26 @@ pub struct Plan {
     pub key: CacheKey,
     pub lookup: bool,
     pub store: bool,
+    /// The [`epoch`] when the request was looked up: its answer is not kept
+    /// if the cache was cleared since.
+    pub epoch: u64,
+}
+
+/// Bumped by `DELETE /admin/cache`. A shard empties its cache when it next
+/// sees a new value, and an answer looked up under an older one is not
+/// kept, so a clear holds as soon as it is answered, without telling the
+/// shards. Process-wide: one gateway runs per process (gateways started
+/// inside one test process share it, which costs them only misses).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The cache's current epoch (see [`EPOCH`]).
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Acquire)
+}
+
+/// Empties every shard's cache, as each next looks at it.
+pub fn clear_all() {
+    EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The client's directives, from `x-corelay-cache` and `Cache-Control`.
@@ -132,13 +155,17 @@ pub fn plan(
         (CacheScope::Key, None) => b"anonymous",
         (CacheScope::Shared, _) => b"shared",
     };
-    let beta = match endpoint {
-        Endpoint::Messages => request.header(&request.head.anthropic_beta).unwrap_or_default(),
+    // An Anthropic client's version and betas reach the provider and can
+    // change the answer.
+    let anthropic = |range| match endpoint {
+        Endpoint::Messages => request.header(range).unwrap_or_default(),
         _ => b"",
     };
-    let parts: [&[u8]; 6] = [b"corelay-cache-v1", endpoint.tag(), caller, served.as_bytes(), beta, request.body];
+    let (version, beta) = (anthropic(&request.head.anthropic_version), anthropic(&request.head.anthropic_beta));
+    let parts: [&[u8]; 7] =
+        [b"corelay-cache-v1", endpoint.tag(), caller, served.as_bytes(), version, beta, request.body];
     let key = store::cache::key_of(&parts);
-    Some(Plan { key, lookup: !directive.no_lookup, store: !directive.no_store })
+    Some(Plan { key, lookup: !directive.no_lookup, store: !directive.no_store, epoch: epoch() })
 }
 
 /// Whether a chat body (either dialect) sets `temperature` to 0.

@@ -210,7 +210,8 @@ pub struct PricingFile {
 pub struct CacheFile {
     pub enabled: bool,
     pub ttl_s: u64,
-    /// Counted by each shard; the answers are shared between shards.
+    /// Counted by each shard for the entries it holds; their bytes are
+    /// shared between shards.
     pub bytes_max: usize,
     pub entry_bytes_max: usize,
     /// Which chat requests are answered from the cache: `"deterministic"`

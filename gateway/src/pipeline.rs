@@ -528,16 +528,16 @@ async fn chat(
         return Ok(());
     }
     let mut attempts = attempts_for(snapshot, model);
-    let done = loop {
+    let (done, own) = loop {
         let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await else {
-            break Err(attempts.exhausted(&peek.model));
+            break (Err(attempts.exhausted(&peek.model)), false);
         };
         let outcome = chat_attempt(shard, snapshot, request, &peek, &resolved, front, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
-            break done;
+            break (done, resolved.model == model);
         }
     };
-    keep(shard, snapshot, &cached, responder);
+    keep(shard, snapshot, &cached, own, responder);
     done
 }
 
@@ -570,7 +570,7 @@ async fn from_cache(
     };
     let now = cache::now_ms();
     if plan.lookup {
-        let hit = shard.cache.borrow_mut().as_mut().and_then(|c| c.get(&plan.key, now));
+        let hit = shard.cache().as_mut().and_then(|c| c.get(&plan.key, now));
         if let Some(hit) = hit {
             shard.count(Counter::CacheHits, 1);
             let _ = cache::answer(responder, &hit, now).await;
@@ -579,22 +579,23 @@ async fn from_cache(
     }
     shard.count(Counter::CacheMisses, 1);
     responder.cache_status = Some(b"miss");
-    responder.capture = plan.store;
+    responder.capture = plan.store.then_some(settings.limits.entry_bytes_max);
     FromCache::Miss(plan)
 }
 
 /// Keeps the answer a request got (a whole 200), when its plan says so, in
-/// every shard's cache.
-fn keep(shard: &Shard, snapshot: &Snapshot, cached: &FromCache, responder: &mut Responder<'_>) {
+/// every shard's cache; `own` says the served model's own deployments
+/// answered (a fallback model's answer is not the model's).
+fn keep(shard: &Shard, snapshot: &Snapshot, cached: &FromCache, own: bool, responder: &mut Responder<'_>) {
     let FromCache::Miss(plan) = cached else { return };
     let Some((content_type, body)) = responder.captured.take() else { return };
-    if plan.store {
+    if plan.store && own {
         let entry = store::Cached {
             content_type: content_type.into_boxed_slice(),
             body: body.into_boxed_slice(),
             stored_ms: cache::now_ms(),
         };
-        shard.keep_answer(snapshot.generation, plan.key, entry);
+        shard.keep_answer(snapshot.generation, plan.epoch, plan.key, entry);
     }
 }
 
@@ -934,16 +935,16 @@ async fn embeddings(
         return Ok(());
     }
     let mut attempts = attempts_for(snapshot, model);
-    let done = loop {
+    let (done, own) = loop {
         let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await else {
-            break Err(attempts.exhausted(&peek.model));
+            break (Err(attempts.exhausted(&peek.model)), false);
         };
         let outcome = embeddings_attempt(shard, snapshot, request, &peek, &resolved, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
-            break done;
+            break (done, resolved.model == model);
         }
     };
-    keep(shard, snapshot, &cached, responder);
+    keep(shard, snapshot, &cached, own, responder);
     done
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{Config, Driver, Shards};
-use crate::shard::{COUNTERS, Command, DnsTable, Question, Report, Shard, Snapshot, Totals};
+use crate::shard::{COUNTERS, Command, DnsTable, Report, Shard, Snapshot, Totals};
 
 /// Messages to the control plane from outside the shards.
 pub enum Control {
@@ -504,10 +504,13 @@ fn control_plane(
         crossbeam_channel::select! {
             recv(reports) -> report => match report {
                 Ok(Report::Counters { shard, values }) => per_shard[shard] = values,
-                Ok(Report::CacheEntry { shard, generation, key, entry }) => {
+                Ok(Report::CacheEntry { shard, generation, epoch, key, entry }) => {
+                    // Only to shards whose channel has room: a copy missed
+                    // costs a miss, a lease or a drain missed costs more.
                     for (i, link) in links.iter().enumerate() {
-                        if i != shard {
-                            dropped += send(link, Command::CacheEntry { generation, key, entry: entry.clone() });
+                        if i != shard && crate::shard::has_room(&link.commands) {
+                            let entry = entry.clone();
+                            dropped += send(link, Command::CacheEntry { generation, epoch, key, entry });
                         }
                     }
                 }
@@ -536,11 +539,6 @@ fn control_plane(
                 }
                 Ok(Report::Usage { rows }) => tenancy.add_usage(&rows),
                 Ok(Report::Ask { shard, ticket, question }) => {
-                    // Every shard empties its cache before the asking one
-                    // reads the answer (commands arrive in order).
-                    if matches!(question, Question::ClearCache) {
-                        dropped += broadcast(&links, &Command::ClearCache);
-                    }
                     let (status, body, keys) = tenancy.answer(question);
                     // The new keys reach every shard before the answer
                     // reaches the one that asked.

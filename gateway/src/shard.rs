@@ -53,11 +53,10 @@ pub enum Command {
     Keys(Arc<Vec<Key>>),
     /// The answer to this shard's [`Report::Ask`]: a status and a JSON body.
     Answer { ticket: u64, status: u16, body: Vec<u8> },
-    /// Empty the response cache (`DELETE /admin/cache`).
-    ClearCache,
     /// An answer another shard kept, for this shard's cache too (the bytes
-    /// are shared, not copied), if this shard still runs `generation`.
-    CacheEntry { generation: u64, key: store::CacheKey, entry: Arc<store::Cached> },
+    /// are shared, not copied), if this shard still runs `generation` and
+    /// the cache was not cleared since `epoch`.
+    CacheEntry { generation: u64, epoch: u64, key: store::CacheKey, entry: Arc<store::Cached> },
     /// Stop accepting, finish what is in flight, stop.
     Drain,
 }
@@ -69,8 +68,6 @@ pub enum Question {
     Usage { key: store::KeyId, name: String, from_unix: Option<u64>, until_unix: Option<u64> },
     /// An admin API call (see [`crate::admin`]).
     Admin(crate::admin::Op),
-    /// Empty every shard's response cache (`DELETE /admin/cache`).
-    ClearCache,
 }
 
 /// What a shard tells the control plane.
@@ -93,7 +90,7 @@ pub enum Report {
     /// A question to answer with [`Command::Answer`].
     Ask { shard: usize, ticket: u64, question: Question },
     /// The shard kept an answer in its response cache: for the others.
-    CacheEntry { shard: usize, generation: u64, key: store::CacheKey, entry: Arc<store::Cached> },
+    CacheEntry { shard: usize, generation: u64, epoch: u64, key: store::CacheKey, entry: Arc<store::Cached> },
 }
 
 /// Usage not reported yet: per key index (`None`: no keys), per served
@@ -260,8 +257,11 @@ pub struct Shard {
     next_ticket: Cell<u64>,
     /// Where breaker verdicts go, to reach the other shards.
     reports: Option<crossbeam_channel::Sender<Report>>,
-    /// Whole answers kept for repeated requests (`None`: no `[cache]`).
-    pub cache: RefCell<Option<store::ResponseCache>>,
+    /// Whole answers kept for repeated requests (`None`: no `[cache]`);
+    /// reach it through [`Shard::cache`].
+    cache: RefCell<Option<store::ResponseCache>>,
+    /// The [`crate::cache::epoch`] the cache was last emptied for.
+    cache_epoch: Cell<u64>,
 }
 
 /// Marks a request in flight until dropped.
@@ -309,6 +309,7 @@ impl Shard {
             next_ticket: Cell::new(0),
             reports,
             cache: RefCell::new(cache),
+            cache_epoch: Cell::new(crate::cache::epoch()),
         }
     }
 
@@ -434,20 +435,37 @@ impl Shard {
     /// other shards (through the control plane), if the cache is on and the
     /// answer's config is still this shard's. Never blocks: a full channel
     /// drops the copy for the others, which then only miss once more.
-    pub fn keep_answer(&self, generation: u64, key: store::CacheKey, entry: store::Cached) {
-        if generation != self.snapshot.borrow().generation {
+    pub fn keep_answer(&self, generation: u64, epoch: u64, key: store::CacheKey, entry: store::Cached) {
+        if generation != self.snapshot.borrow().generation || epoch != crate::cache::epoch() {
             return;
         }
         let entry = Arc::new(entry);
-        let kept = match self.cache.borrow_mut().as_mut() {
+        let kept = match self.cache().as_mut() {
             Some(cache) => cache.insert(key, entry.clone()),
             None => return,
         };
+        // Copies for the others ride the channel that carries leases and
+        // admin calls: only while it is mostly empty.
         if matches!(kept, store::cache::Stored::Kept { .. })
             && let Some(reports) = &self.reports
+            && has_room(reports)
         {
-            let _ = reports.try_send(Report::CacheEntry { shard: self.id, generation, key, entry });
+            let _ = reports.try_send(Report::CacheEntry { shard: self.id, generation, epoch, key, entry });
         }
+    }
+
+    /// The response cache, emptied first if `DELETE /admin/cache` came since
+    /// this shard last looked.
+    pub fn cache(&self) -> std::cell::RefMut<'_, Option<store::ResponseCache>> {
+        let mut cache = self.cache.borrow_mut();
+        let epoch = crate::cache::epoch();
+        if epoch != self.cache_epoch.get() {
+            if let Some(cache) = cache.as_mut() {
+                cache.clear();
+            }
+            self.cache_epoch.set(epoch);
+        }
+        cache
     }
 
     pub fn snapshot(&self) -> Rc<Snapshot> {
@@ -549,14 +567,10 @@ impl Shard {
                     let _ = waiter.send((status, body));
                 }
             }
-            Command::ClearCache => {
-                if let Some(cache) = self.cache.borrow_mut().as_mut() {
-                    cache.clear();
-                }
-            }
-            Command::CacheEntry { generation, key, entry } => {
+            Command::CacheEntry { generation, epoch, key, entry } => {
                 if generation == self.snapshot.borrow().generation
-                    && let Some(cache) = self.cache.borrow_mut().as_mut()
+                    && epoch == crate::cache::epoch()
+                    && let Some(cache) = self.cache().as_mut()
                 {
                     cache.insert(key, entry);
                 }
@@ -572,4 +586,10 @@ impl Shard {
     pub fn stats_interval(&self) -> Duration {
         Duration::from_millis(self.snapshot.borrow().config.upstream.stats_interval_ms)
     }
+}
+
+/// Whether a channel is under a quarter full: room for what may be
+/// dropped (cache copies) without crowding out what may not.
+pub fn has_room<T>(channel: &crossbeam_channel::Sender<T>) -> bool {
+    channel.capacity().is_none_or(|capacity| channel.len() * 4 < capacity)
 }

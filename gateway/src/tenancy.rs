@@ -289,8 +289,6 @@ impl Tenancy {
                 }
             }
             Question::Admin(op) => self.admin(op),
-            // The runtime has told every shard to empty its cache.
-            Question::ClearCache => (200, b"{\"status\":\"cleared\"}".to_vec(), None),
         }
     }
 

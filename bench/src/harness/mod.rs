@@ -123,10 +123,9 @@ fn report_again(dir: &Path) -> anyhow::Result<PathBuf> {
     };
     repetitions.sort_by_key(rank);
     let runs = merge::merge(&repetitions);
-    let repetitions = if meta.repeat > 1 { repetitions } else { Vec::new() };
     let (charts, chart_failures) = charts::draw(dir, &runs);
     let failures: Vec<String> = chart_failures.into_iter().map(|f| format!("chart {f}")).collect();
-    let report = report::markdown(&meta, &runs, &repetitions, &charts, &failures);
+    let report = report::markdown(&meta, &runs, &[], &charts, &failures);
     std::fs::write(dir.join("report.md"), &report)?;
     println!("{report}");
     eprintln!("corelay-bench: report written again in {}", dir.join("report.md").display());

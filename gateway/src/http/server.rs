@@ -422,8 +422,9 @@ pub struct Responder<'a> {
     /// `x-corelay-cache` on every head this responder writes (`hit`,
     /// `miss`), when the response cache looked at the request.
     pub cache_status: Option<&'static [u8]>,
-    /// Keep a copy of a whole 200 answer (for the response cache).
-    pub capture: bool,
+    /// Keep a copy of a whole 200 answer of at most this many bytes (for
+    /// the response cache).
+    pub capture: Option<usize>,
     /// The copy: content type and body.
     pub captured: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -450,7 +451,7 @@ impl<'a> Responder<'a> {
             status: 0,
             dialect: Dialect::OpenAi,
             cache_status: None,
-            capture: false,
+            capture: None,
             captured: None,
         }
     }
@@ -526,7 +527,7 @@ impl<'a> Responder<'a> {
         self.flush().await?;
         self.state = State::Done;
         // Copied once the client has it, off its latency.
-        if self.capture && status == 200 {
+        if status == 200 && self.capture.is_some_and(|most| body.len() <= most) {
             self.captured = Some((content_type.to_vec(), body.to_vec()));
         }
         Ok(())

@@ -307,3 +307,30 @@ fn embeddings_are_kept_entries_expire_and_the_admin_api_clears_them() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "cleared");
     assert_eq!(vector(&send(&gw, "/v1/embeddings", EMBEDDER, &[], body)), 0.4);
 }
+
+#[test]
+fn a_fallback_models_answer_is_not_kept_for_the_model_asked() {
+    // One provider serves both; `bench-chat` fails there, `fallback-chat` answers.
+    let served = Arc::new(AtomicUsize::new(0));
+    let up = Scripted::start(move |r| {
+        if r.body_text().contains(r#""model":"bench-chat""#) {
+            return Action::Reply(json_reply(500, "", r#"{"error":{"message":"down","type":"server_error"}}"#));
+        }
+        let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+        let body = completion("fallback-chat").replace(r#""content":"ok""#, &format!(r#""content":"fallback {n}""#));
+        Action::Reply(json_reply(200, "", &body))
+    });
+    let text = config(&up, "").replace(
+        r#"models = ["bench-chat", "bench-embed"]"#,
+        r#"models = ["bench-chat", "bench-embed", "fallback-chat"]"#,
+    ) + "\n[fallbacks]\n\"bench-chat\" = [\"fallback-chat\"]\n";
+    let gw = Gateway::start(&text);
+    for n in [1, 2] {
+        let r = chat(&gw, ALICE, &[], DETERMINISTIC);
+        assert_eq!((content(&r), r.header("x-corelay-cache")), (format!("fallback {n}"), Some("miss")));
+    }
+    // The fallback model asked for itself is kept as usual.
+    let own = DETERMINISTIC.replace("bench-chat", "fallback-chat");
+    assert_eq!(content(&chat(&gw, ALICE, &[], &own)), "fallback 3");
+    assert_eq!(content(&chat(&gw, ALICE, &[], &own)), "fallback 3");
+}
