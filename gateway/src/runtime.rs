@@ -419,8 +419,13 @@ async fn accept_loop(shard: &Rc<Shard>, listener: &monoio::net::TcpListener, dra
                 Ok((stream, _)) => admit(shard, stream),
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead
-                    // of spinning on the error.
-                    eprintln!("corelay: shard {}: accept failed: {e}", shard.id);
+                    // of spinning on the error, and say so once a second
+                    // per shard, not once per loop and per try.
+                    let now = Instant::now();
+                    if shard.accept_error_logged.get().is_none_or(|at| now - at >= Duration::from_secs(1)) {
+                        shard.accept_error_logged.set(Some(now));
+                        eprintln!("corelay: shard {}: accept failed: {e}", shard.id);
+                    }
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
             },

@@ -262,6 +262,8 @@ pub struct Shard {
     cache: RefCell<Option<store::ResponseCache>>,
     /// The [`crate::cache::epoch`] the cache was last emptied for.
     cache_epoch: Cell<u64>,
+    /// When a failed accept was last logged (once a second at most).
+    pub accept_error_logged: Cell<Option<std::time::Instant>>,
 }
 
 /// Marks a request in flight until dropped.
@@ -310,6 +312,7 @@ impl Shard {
             reports,
             cache: RefCell::new(cache),
             cache_epoch: Cell::new(crate::cache::epoch()),
+            accept_error_logged: Cell::new(None),
         }
     }
 
