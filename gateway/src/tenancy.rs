@@ -49,6 +49,13 @@ pub struct Tenancy {
     exhausted: Arc<HashSet<u64>>,
     /// Whether the last write failed (said once until one succeeds).
     failing: bool,
+    /// Stored spend per key in its current budget window: read from the
+    /// store once, then kept up to date from each batch this control plane
+    /// writes, since it is the store's only writer (memory, redb). `None`
+    /// with Redis, where other instances write too and the store is read on
+    /// every check. Without it, a redb check scanned all of a key's rows of
+    /// the window every flush: a `total` budget got slower every hour.
+    spent: Option<std::collections::HashMap<store::KeyId, (store::BudgetWindow, u64)>>,
 }
 
 /// Limits shared through Redis.
@@ -90,6 +97,7 @@ impl Tenancy {
             }
         };
         let mut store = store;
+        let spent = shared.is_none().then(Default::default);
         let records = match store.list_keys() {
             Ok(list) => list.into_iter().map(|r| (r.id.as_str().to_owned(), r)).collect(),
             // Redis away at startup: serve the config's keys, and pick the
@@ -111,6 +119,7 @@ impl Tenancy {
             last_flush: Instant::now(),
             exhausted: Arc::default(),
             failing: false,
+            spent,
         };
         tenancy.runtime = tenancy.active_keys();
         Ok(tenancy)
@@ -237,7 +246,10 @@ impl Tenancy {
             return;
         }
         match self.store.append_usage(&batch).and_then(|()| self.store.flush()) {
-            Ok(()) => self.failing = false,
+            Ok(()) => {
+                self.failing = false;
+                self.count_spent(&batch);
+            }
             Err(e) => {
                 if !self.failing {
                     eprintln!("corelay: storage: cannot write usage ({e}); kept for the next flush");
@@ -251,27 +263,56 @@ impl Tenancy {
         }
     }
 
+    /// Adds a batch just written to the running spend totals.
+    fn count_spent(&mut self, batch: &[store::UsageRow]) {
+        let Some(spent) = &mut self.spent else { return };
+        for row in batch {
+            if let Some((window, total)) = spent.get_mut(&row.key.key_id)
+                && window.contains(row.key.hour_unix)
+            {
+                *total += row.counters.cost_micros;
+            }
+        }
+    }
+
+    /// A key's spend in `window` as the store has it: the running total
+    /// when there is one for that window, else read (and kept, see
+    /// [`Tenancy::spent`]).
+    fn stored_spend(&mut self, id: &store::KeyId, window: &store::BudgetWindow) -> Result<u64, ()> {
+        if let Some((kept, total)) = self.spent.as_ref().and_then(|s| s.get(id))
+            && kept == window
+        {
+            return Ok(*total);
+        }
+        let total = self.store.spend_micros(id, window).map_err(drop)?;
+        if let Some(spent) = &mut self.spent {
+            spent.insert(id.clone(), (*window, total));
+        }
+        Ok(total)
+    }
+
     /// The keys (by limit id) whose spend in their budget's current period
     /// reached the budget.
     fn over_budget(&mut self) -> HashSet<u64> {
         let now = crate::limits::unix_seconds();
         let mut over = HashSet::new();
-        for key in self.config.keys.iter().chain(self.runtime.iter()) {
-            let Some(budget) = key.budget else { continue };
+        let budgeted: Vec<(store::KeyId, u64, store::Budget)> = (self.config.keys.iter().chain(self.runtime.iter()))
+            .filter_map(|k| k.budget.map(|b| (k.ledger_id().clone(), k.limit_id(), b)))
+            .collect();
+        for (id, limit_id, budget) in &budgeted {
             let window = budget.period.window(now);
-            let id = key.ledger_id();
             let stored = if self.shared.as_ref().is_some_and(Shared::resting) {
                 Err(())
             } else {
-                self.store.spend_micros(id, &window).map_err(drop)
+                self.stored_spend(id, &window)
             };
             let over_now = match stored {
                 Ok(stored) => stored + self.ledger.spend_micros(id, &window) >= budget.usd_micros,
                 // The store cannot say: the key keeps the verdict it had.
-                Err(_) => self.exhausted.contains(&key.limit_id()),
+                Err(_) => self.exhausted.contains(limit_id),
             };
             if over_now {
-                over.insert(key.limit_id());
+                over.insert(*limit_id);
             }
         }
         over
@@ -516,6 +557,71 @@ fn push_json_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A memory store that counts the spend reads it serves.
+    struct Counting {
+        inner: store::MemoryStore,
+        spend_reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Store for Counting {
+        fn load_key(&mut self, id: &store::KeyId) -> Result<Option<store::KeyRecord>, store::StoreError> {
+            self.inner.load_key(id)
+        }
+        fn save_key(&mut self, record: &store::KeyRecord) -> Result<(), store::StoreError> {
+            self.inner.save_key(record)
+        }
+        fn list_keys(&mut self) -> Result<Vec<store::KeyRecord>, store::StoreError> {
+            self.inner.list_keys()
+        }
+        fn revoke_key(&mut self, id: &store::KeyId) -> Result<bool, store::StoreError> {
+            self.inner.revoke_key(id)
+        }
+        fn append_usage(&mut self, batch: &[store::UsageRow]) -> Result<(), store::StoreError> {
+            self.inner.append_usage(batch)
+        }
+        fn query_usage(&mut self, query: &UsageQuery) -> Result<Vec<store::UsageRow>, store::StoreError> {
+            self.inner.query_usage(query)
+        }
+        fn spend_micros(&mut self, id: &store::KeyId, window: &store::BudgetWindow) -> Result<u64, store::StoreError> {
+            self.spend_reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.spend_micros(id, window)
+        }
+        fn flush(&mut self) -> Result<(), store::StoreError> {
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn budgets_read_the_store_once_and_keep_a_running_total() {
+        let text = "[providers.m]\nkind = \"mock\"\nmodels = [\"m\"]\n[[keys]]\nname = \"t\"\nkey = \"sk-budgeted\"\nbudget_usd = 1.0\n";
+        let config = crate::config::parse(text, |_| None).unwrap();
+        let key = config.keys[0].clone();
+        let mut tenancy = Tenancy::open(&config).unwrap();
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut earlier = store::MemoryStore::default();
+        // Spend from before this process: 0.3 USD, found by the first read.
+        let row = |cost| store::UsageRow {
+            key: store::UsageKey::new(key.ledger_id().clone(), "m", crate::limits::unix_seconds() / 3600 * 3600),
+            counters: store::Counters { requests: 1, cost_micros: cost, ..Default::default() },
+        };
+        earlier.append_usage(&[row(300_000)]).unwrap();
+        tenancy.store = Box::new(Counting { inner: earlier, spend_reads: reads.clone() });
+        let mut now = Instant::now();
+        let mut tick = |tenancy: &mut Tenancy, cost| {
+            tenancy.add_usage(&[row(cost)]);
+            now += tenancy.flush_every;
+            tenancy.tick(now);
+            tenancy.exhausted().contains(&key.limit_id())
+        };
+        assert!(!tick(&mut tenancy, 300_000), "0.6 of 1.0 USD");
+        assert!(!tick(&mut tenancy, 300_000), "0.9 of 1.0 USD");
+        assert!(tick(&mut tenancy, 100_000), "1.0 of 1.0 USD: spent");
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1, "one read, then running totals");
+        // What was written is all in the store.
+        let window = store::BudgetPeriod::Total.window(0);
+        assert_eq!(tenancy.store.spend_micros(key.ledger_id(), &window).unwrap(), 1_000_000);
+    }
 
     #[test]
     fn usage_bodies_are_json_with_totals_in_usd() {
