@@ -28,8 +28,9 @@
 //! **What it answers.** A hit is the kept body with its content type,
 //! `x-corelay-cache: hit` and `age` (seconds since it was kept); a request
 //! that went to a provider carries `x-corelay-cache: miss`. A hit spends
-//! one request of the key's RPM and no tokens (no provider was paid), and
-//! counts in `/metrics` as `cache_hits`.
+//! one request of the key's RPM and no tokens (no provider was paid); it
+//! counts in `/v1/usage` as a request without tokens or cost, and in
+//! `/metrics` as `cache_hits`.
 //!
 //! Each shard looks up its own index (no lock on the data path); an answer
 //! one shard keeps reaches the others through the control plane as a

@@ -573,6 +573,8 @@ async fn from_cache(
         let hit = shard.cache().as_mut().and_then(|c| c.get(&plan.key, now));
         if let Some(hit) = hit {
             shard.count(Counter::CacheHits, 1);
+            // A request of the key's, with no tokens: no provider was paid.
+            shard.record_usage(key, served, &translate::Usage::default());
             let _ = cache::answer(responder, &hit, now).await;
             return FromCache::Hit;
         }

@@ -138,6 +138,20 @@ fn a_repeated_deterministic_request_is_answered_from_the_cache() {
     assert_eq!(content(&chat(&gw, ALICE, &[], &other)), "answer 2");
     assert_eq!(metric(&gw, "cache_hits", 1), 1);
     assert_eq!(metric(&gw, "cache_misses", 2), 2);
+    // In the key's usage: three requests, the hit without tokens.
+    let bearer = format!("Bearer {ALICE}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let total = loop {
+        let r = gw.client().send("GET", "/v1/usage", &[("authorization", &bearer)], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let total = r.json()["total"].clone();
+        if total["requests"].as_u64() == Some(3) || std::time::Instant::now() > deadline {
+            break total;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(total["requests"].as_u64(), Some(3), "{total}");
+    assert_eq!(total["prompt_tokens"].as_u64(), Some(6), "two answers of 3 prompt tokens: {total}");
 }
 
 #[test]
