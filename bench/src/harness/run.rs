@@ -287,8 +287,10 @@ fn start_gateway(
         Target::Corelay | Target::Crabllm => {
             let port = free_port()?;
             let (bin, config) = match target {
-                Target::Corelay => (&setup.corelay, targets::corelay_config(port, mock_port, scenario.upstream)),
-                _ => (&setup.crabllm, targets::crabllm_config(port, mock_port)),
+                Target::Corelay => {
+                    (&setup.corelay, targets::corelay_config(port, mock_port, scenario.upstream, scenario.cached))
+                }
+                _ => (&setup.crabllm, targets::crabllm_config(port, mock_port, scenario.cached)),
             };
             let Some(bin) = bin else { bail!("no {} binary was located", target.name()) };
             let config_path = write_config(setup, stem, target, "toml", &config)?;

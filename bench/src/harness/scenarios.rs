@@ -1,8 +1,8 @@
 //! The scenarios: crabllm's benchmark (research/crabllm.md §9.2), its
 //! request bodies byte for byte, plus what it left out: a latency-corrected
 //! variant, a long stream that really is longer (200 chunks; theirs reused
-//! the 20-chunk mock), and translation through an Anthropic and a Bedrock
-//! mock.
+//! the 20-chunk mock), translation through an Anthropic and a Bedrock
+//! mock, and answers from each gateway's response cache.
 
 use serde::Serialize;
 
@@ -18,6 +18,8 @@ pub const PAYLOAD_RPS: [u32; 3] = [100, 500, 1000];
 pub const CONCURRENT_STREAMS: [u32; 3] = [100, 500, 1000];
 /// The rates of the translation scenarios (ours).
 pub const TRANSLATION_RPS: [u32; 2] = [1000, 5000];
+/// The rates of the cached scenario (ours).
+pub const CACHED_RPS: [u32; 2] = [1000, 5000];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,6 +28,7 @@ pub enum Group {
     Payload,
     Concurrent,
     Translation,
+    Cache,
 }
 
 /// The wire format of the mock behind the gateway.
@@ -66,6 +69,9 @@ pub struct Scenario {
     pub upstream: Upstream,
     /// `corelay-mock --chunks`: content events per stream.
     pub mock_chunks: u32,
+    /// The gateways run with their response cache on (corelay's `[cache]`,
+    /// crabllm's cache extension); the warm-up fills it.
+    pub cached: bool,
 }
 
 const CHAT: &str = "/v1/chat/completions";
@@ -97,6 +103,9 @@ pub fn full() -> Vec<Scenario> {
                 all.push(Scenario { upstream, ..rate(kind, Group::Translation, chat_body(stream), rps, false) });
             }
         }
+    }
+    for rps in CACHED_RPS {
+        all.push(Scenario { cached: true, ..rate("chat-cached", Group::Cache, deterministic_chat_body(), rps, false) });
     }
     all
 }
@@ -133,6 +142,7 @@ fn rate(kind: &'static str, group: Group, body: String, rps: u32, latency_correc
         latency_correction,
         upstream: Upstream::OpenAi,
         mock_chunks: 20,
+        cached: false,
     }
 }
 
@@ -147,6 +157,7 @@ fn concurrent(streams: u32) -> Scenario {
         latency_correction: false,
         upstream: Upstream::OpenAi,
         mock_chunks: 20,
+        cached: false,
     }
 }
 
@@ -165,6 +176,12 @@ fn translation_kind(upstream: Upstream, what: &str) -> &'static str {
 pub fn chat_body(stream: bool) -> String {
     let tail = if stream { r#","stream":true"# } else { "" };
     format!(r#"{{"model":"bench-chat","messages":[{{"role":"user","content":"hi"}}]{tail}}}"#)
+}
+
+/// The chat body at `temperature` 0, which corelay's cache keeps by
+/// default (crabllm's keeps every body).
+pub fn deterministic_chat_body() -> String {
+    r#"{"model":"bench-chat","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#.to_owned()
 }
 
 pub fn embeddings_body() -> String {

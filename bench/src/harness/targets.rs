@@ -2,7 +2,8 @@
 //! with `--peers` LiteLLM and TensorZero (`peers`), each in front of
 //! `corelay-mock`, with the same provider settings as crabllm's own benchmark
 //! config (one OpenAI provider, no retries, no keys, no extensions), so each
-//! gateway does the same work per request.
+//! gateway does the same work per request. The cached scenarios turn on
+//! corelay's and crabllm's response caches, and only theirs.
 
 use std::path::Path;
 
@@ -57,6 +58,10 @@ impl Target {
     /// W1), so translation is corelay's alone. The peers run what crabllm
     /// runs, so every peer is measured on the same scenarios.
     pub fn serves(self, scenario: &Scenario) -> bool {
+        if scenario.cached {
+            // The peers run without a cache here.
+            return matches!(self, Target::Mock | Target::Corelay | Target::Crabllm);
+        }
         match self {
             Target::Corelay => true,
             Target::Mock | Target::Crabllm | Target::Litellm | Target::Tensorzero => {
@@ -90,7 +95,7 @@ impl Target {
 
 /// corelay's config: the shape of `config/bench.toml` on the given ports,
 /// with the provider in the scenario's dialect.
-pub fn corelay_config(listen_port: u16, mock_port: u16, upstream: Upstream) -> String {
+pub fn corelay_config(listen_port: u16, mock_port: u16, upstream: Upstream, cached: bool) -> String {
     let provider = match upstream {
         Upstream::OpenAi => format!(
             "kind = \"openai\"\nbase_url = \"http://127.0.0.1:{mock_port}/v1\"\napi_key = \"mock-key\"\n\
@@ -108,17 +113,20 @@ pub fn corelay_config(listen_port: u16, mock_port: u16, upstream: Upstream) -> S
     // shards = "auto" follows the affinity mask, so `taskset` on the
     // gateway CPUs decides the shard count, as it decides tokio's worker
     // count for crabllm.
+    let cache = if cached { "\n[cache]\nenabled = true\n" } else { "" };
     format!(
-        "listen = \"127.0.0.1:{listen_port}\"\nshards = \"auto\"\n\n[providers.mock]\n{provider}\nmax_retries = 0\ntimeout = 10\n"
+        "listen = \"127.0.0.1:{listen_port}\"\nshards = \"auto\"\n\n[providers.mock]\n{provider}\nmax_retries = 0\ntimeout = 10\n{cache}"
     )
 }
 
-/// crabllm's config: its `config/bench.toml` on the given ports.
-pub fn crabllm_config(listen_port: u16, mock_port: u16) -> String {
+/// crabllm's config: its `config/bench.toml` on the given ports, with its
+/// cache extension when `cached` (research/crabllm.md §6: `ttl_seconds`).
+pub fn crabllm_config(listen_port: u16, mock_port: u16, cached: bool) -> String {
+    let cache = if cached { "\n[extensions.cache]\nttl_seconds = 300\n" } else { "" };
     format!(
         "listen = \"127.0.0.1:{listen_port}\"\n\n[providers.mock]\nkind = \"openai\"\n\
          base_url = \"http://127.0.0.1:{mock_port}/v1\"\napi_key = \"mock-key\"\n\
-         models = [\"bench-chat\", \"bench-embed\"]\nmax_retries = 0\ntimeout = 10\n"
+         models = [\"bench-chat\", \"bench-embed\"]\nmax_retries = 0\ntimeout = 10\n{cache}"
     )
 }
 
@@ -152,14 +160,19 @@ mod tests {
     #[test]
     fn configs_bind_loopback_only() {
         for upstream in [Upstream::OpenAi, Upstream::Anthropic, Upstream::Bedrock] {
-            let c = corelay_config(18080, 19999, upstream);
+            let c = corelay_config(18080, 19999, upstream, false);
             assert!(c.starts_with("listen = \"127.0.0.1:18080\"\n"), "{c}");
             assert!(c.contains("http://127.0.0.1:19999"), "{c}");
             assert!(c.parse::<toml::Table>().is_ok(), "{c}");
         }
-        let c = crabllm_config(18081, 19999);
+        let c = crabllm_config(18081, 19999, false);
         assert!(c.starts_with("listen = \"127.0.0.1:18081\"\n"));
         assert!(c.parse::<toml::Table>().is_ok(), "{c}");
+        // With the cache on, each has its own section for it.
+        let ours: toml::Table = corelay_config(18080, 19999, Upstream::OpenAi, true).parse().unwrap();
+        assert_eq!(ours["cache"]["enabled"].as_bool(), Some(true));
+        let theirs: toml::Table = crabllm_config(18081, 19999, true).parse().unwrap();
+        assert_eq!(theirs["extensions"]["cache"]["ttl_seconds"].as_integer(), Some(300));
     }
 
     #[test]
