@@ -100,6 +100,10 @@ pub enum Route {
     Messages,
     CountTokens,
     Embeddings,
+    /// OpenAI's `/v1/images/generations`, relayed as it is.
+    Images,
+    /// OpenAI's `/v1/audio/speech`, relayed as it is.
+    Speech,
     Models,
     /// The caller's own usage.
     Usage,
@@ -120,9 +124,22 @@ enum Operation {
     /// Gemini's `generateContent` and Bedrock's `converse`: the path names
     /// the model and whether the answer streams.
     Generate,
+    Images,
+    Speech,
 }
 
 impl Operation {
+    /// What it is, for error messages.
+    fn what(self) -> &'static str {
+        match self {
+            Operation::Images => "image generation",
+            Operation::Speech => "speech",
+            Operation::Embeddings => "embeddings",
+            Operation::Chat | Operation::Messages | Operation::Generate => "chat",
+            Operation::CountTokens => "token counting",
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             Operation::Chat => "/chat/completions",
@@ -130,6 +147,8 @@ impl Operation {
             Operation::Messages => "/v1/messages",
             Operation::CountTokens => "/v1/messages/count_tokens",
             Operation::Generate => "",
+            Operation::Images => "/images/generations",
+            Operation::Speech => "/audio/speech",
         }
     }
 }
@@ -187,6 +206,8 @@ pub async fn handle(
         Route::Messages => chat(shard, snapshot, request, key, Dialect::Anthropic, responder, scratch).await,
         Route::CountTokens => count_tokens(shard, snapshot, request, key, responder, scratch).await,
         Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
+        Route::Images => relayed(shard, snapshot, request, key, Operation::Images, responder, scratch).await,
+        Route::Speech => relayed(shard, snapshot, request, key, Operation::Speech, responder, scratch).await,
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
         Route::Usage => usage(shard, request, key, responder).await,
         Route::Metrics => {
@@ -215,6 +236,8 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
         b"/v1/messages" => (Route::Messages, Method::Post),
         b"/v1/messages/count_tokens" => (Route::CountTokens, Method::Post),
         b"/v1/embeddings" | b"/embeddings" => (Route::Embeddings, Method::Post),
+        b"/v1/images/generations" | b"/images/generations" => (Route::Images, Method::Post),
+        b"/v1/audio/speech" | b"/audio/speech" => (Route::Speech, Method::Post),
         b"/v1/models" | b"/models" => (Route::Models, Method::Get),
         b"/v1/usage" => (Route::Usage, Method::Get),
         b"/health" => (Route::Health, Method::Get),
@@ -948,6 +971,64 @@ async fn embeddings(
     };
     keep(shard, snapshot, &cached, own, responder);
     done
+}
+
+/// Image generation and speech: OpenAI's endpoints, relayed as they are to
+/// the deployments that speak OpenAI's dialect (OpenAI, Azure, compatible
+/// servers), with the model name of an alias spliced in. Keys, model
+/// access, rate limits, retries, fallbacks and usage apply as for chat; the
+/// answer (an image list, or audio bytes in their own content type) goes
+/// back whole. No other dialect has these endpoints: 400.
+#[allow(clippy::too_many_arguments)]
+async fn relayed(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    key: Option<&Key>,
+    operation: Operation,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    if peek.stream {
+        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
+    }
+    let model = authorize(snapshot, key, &peek.model)?;
+    let charge = admit_key(shard, key, &peek.model, model).await?;
+    let mut attempts = attempts_for(snapshot, model);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
+        let outcome = relayed_attempt(shard, snapshot, request, &peek, &resolved, operation, responder, scratch).await;
+        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
+            return done;
+        }
+    }
+    Err(attempts.exhausted(&peek.model))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relayed_attempt(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    peek: &ChatPeek<'_>,
+    resolved: &Resolved<'_>,
+    operation: Operation,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let kind = &resolved.deployment.kind;
+    let endpoint = match kind.endpoint() {
+        Some(endpoint) if provider_dialect(kind) == Wire::OpenAi => endpoint,
+        _ => {
+            return Err(GatewayError::BadRequest(format!(
+                "`{}` is served by `{}`, which has no {} endpoint",
+                peek.model,
+                resolved.deployment.name,
+                operation.what()
+            )));
+        }
+    };
+    pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, operation, responder, scratch).await
 }
 
 async fn embeddings_attempt(

@@ -13,6 +13,7 @@ mod google_aws;
 mod http1;
 mod lifecycle;
 mod limits;
+mod media;
 mod providers;
 mod repo;
 mod routing;

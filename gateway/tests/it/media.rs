@@ -1,0 +1,77 @@
+//! Image generation and speech (`/v1/images/generations`, `/v1/audio/speech`):
+//! relayed to an OpenAI-dialect provider as they are, with an alias's model
+//! name spliced in, and the answer back whole in its own content type.
+
+use crate::support::*;
+
+fn config(upstream: &Scripted) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+shards = 1
+[providers.up]
+kind = "openai"
+base_url = "http://{}/v1"
+api_key = "sk-upstream-secret"
+models = ["bench-image", "bench-tts"]
+max_retries = 0
+timeout = 5
+[providers.claude]
+kind = "anthropic"
+base_url = "http://{}"
+api_key = "sk-ant-upstream"
+models = ["claude-only"]
+[aliases]
+pic = "bench-image"
+"#,
+        upstream.addr, upstream.addr
+    )
+}
+
+#[test]
+fn image_generation_is_relayed_with_the_alias_resolved() {
+    let answer = r#"{"created":1,"data":[{"b64_json":"aGVsbG8="}],"usage":{"input_tokens":5,"output_tokens":100}}"#;
+    let up = Scripted::start(move |_| Action::Reply(json_reply(200, "", answer)));
+    let gw = Gateway::start(&config(&up));
+    let body = r#"{"model":"pic","prompt":"a cat on a mat","n":1,"size":"1024x1024"}"#;
+    let r = gw.post("/v1/images/generations", body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), answer, "the provider's answer, byte for byte");
+    assert_eq!(r.header("x-corelay-provider"), Some("up"));
+    let sent = up.last();
+    assert_eq!(sent.request_line(), "POST /v1/images/generations HTTP/1.1");
+    assert_eq!(sent.header("authorization").as_deref(), Some("Bearer sk-upstream-secret"));
+    assert_eq!(sent.body_text(), body.replace(r#""pic""#, r#""bench-image""#));
+}
+
+#[test]
+fn speech_comes_back_as_the_providers_bytes_and_content_type() {
+    let audio: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    let mut reply =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\ncontent-length: {}\r\n\r\n", audio.len()).into_bytes();
+    reply.extend_from_slice(&audio);
+    let up = Scripted::start(move |_| Action::Reply(reply.clone()));
+    let gw = Gateway::start(&config(&up));
+    let r = gw.post("/v1/audio/speech", r#"{"model":"bench-tts","input":"hello","voice":"alloy"}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("audio/mpeg"));
+    assert_eq!(r.body, audio);
+    assert_eq!(up.last().request_line(), "POST /v1/audio/speech HTTP/1.1");
+}
+
+#[test]
+fn what_cannot_be_relayed_is_refused_clearly() {
+    let up = Scripted::start(|_| Action::Reply(json_reply(200, "", "{}")));
+    let gw = Gateway::start(&config(&up));
+    // An Anthropic deployment has no image endpoint.
+    let r = gw.post("/v1/images/generations", r#"{"model":"claude-only","prompt":"x"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let (message, _, _) = r.openai_error();
+    assert!(message.contains("`claude`") && message.contains("image generation"), "{message}");
+    let r = gw.post("/v1/audio/speech", r#"{"model":"bench-tts","input":"x","stream":true}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(gw.post("/v1/images/generations", r#"{"model":"nope","prompt":"x"}"#).status, 404);
+    assert_eq!(gw.post("/v1/images/generations", "{not json").status, 400);
+    assert_eq!(gw.get("/v1/audio/speech").status, 405);
+    assert!(up.requests.lock().unwrap().is_empty(), "nothing reached the provider");
+}
