@@ -1028,7 +1028,13 @@ async fn relayed_attempt(
             )));
         }
     };
-    pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, operation, responder, scratch).await
+    pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, operation, responder, scratch).await?;
+    // Speech answers are audio, with no usage to read: the request still
+    // counts, without tokens.
+    if operation == Operation::Speech && responder.status == 200 {
+        shard.record_usage(resolved.key, resolved.model, &translate::Usage::default());
+    }
+    Ok(())
 }
 
 async fn embeddings_attempt(

@@ -2,6 +2,8 @@
 //! relayed to an OpenAI-dialect provider as they are, with an alias's model
 //! name spliced in, and the answer back whole in its own content type.
 
+use sonic_rs::JsonValueTrait;
+
 use crate::support::*;
 
 fn config(upstream: &Scripted) -> String {
@@ -57,6 +59,18 @@ fn speech_comes_back_as_the_providers_bytes_and_content_type() {
     assert_eq!(r.header("content-type"), Some("audio/mpeg"));
     assert_eq!(r.body, audio);
     assert_eq!(up.last().request_line(), "POST /v1/audio/speech HTTP/1.1");
+    // The request counts in the usage, without tokens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let v = gw.get("/v1/usage").json();
+        if v["total"]["requests"].as_u64() == Some(1) {
+            assert_eq!(v["data"][0]["model"].as_str(), Some("bench-tts"), "{v}");
+            assert_eq!(v["total"]["prompt_tokens"].as_u64(), Some(0), "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the speech request never reached the usage: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
