@@ -104,6 +104,9 @@ pub enum Route {
     Images,
     /// OpenAI's `/v1/audio/speech`, relayed as it is.
     Speech,
+    /// OpenAI's `/v1/audio/transcriptions` and `/translations`: forms.
+    Transcriptions,
+    Translations,
     Models,
     /// The caller's own usage.
     Usage,
@@ -126,6 +129,9 @@ enum Operation {
     Generate,
     Images,
     Speech,
+    /// Multipart forms, sent with the client's content type.
+    Transcriptions,
+    Translations,
 }
 
 impl Operation {
@@ -134,6 +140,8 @@ impl Operation {
         match self {
             Operation::Images => "image generation",
             Operation::Speech => "speech",
+            Operation::Transcriptions => "transcription",
+            Operation::Translations => "audio translation",
             Operation::Embeddings => "embeddings",
             Operation::Chat | Operation::Messages | Operation::Generate => "chat",
             Operation::CountTokens => "token counting",
@@ -149,6 +157,8 @@ impl Operation {
             Operation::Generate => "",
             Operation::Images => "/images/generations",
             Operation::Speech => "/audio/speech",
+            Operation::Transcriptions => "/audio/transcriptions",
+            Operation::Translations => "/audio/translations",
         }
     }
 }
@@ -208,6 +218,12 @@ pub async fn handle(
         Route::Embeddings => embeddings(shard, snapshot, request, key, responder, scratch).await,
         Route::Images => relayed(shard, snapshot, request, key, Operation::Images, responder, scratch).await,
         Route::Speech => relayed(shard, snapshot, request, key, Operation::Speech, responder, scratch).await,
+        Route::Transcriptions => {
+            relayed_form(shard, snapshot, request, key, Operation::Transcriptions, responder, scratch).await
+        }
+        Route::Translations => {
+            relayed_form(shard, snapshot, request, key, Operation::Translations, responder, scratch).await
+        }
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
         Route::Usage => usage(shard, request, key, responder).await,
         Route::Metrics => {
@@ -238,6 +254,8 @@ fn route(request: &Request<'_>) -> Result<Route, GatewayError> {
         b"/v1/embeddings" | b"/embeddings" => (Route::Embeddings, Method::Post),
         b"/v1/images/generations" | b"/images/generations" => (Route::Images, Method::Post),
         b"/v1/audio/speech" | b"/audio/speech" => (Route::Speech, Method::Post),
+        b"/v1/audio/transcriptions" | b"/audio/transcriptions" => (Route::Transcriptions, Method::Post),
+        b"/v1/audio/translations" | b"/audio/translations" => (Route::Translations, Method::Post),
         b"/v1/models" | b"/models" => (Route::Models, Method::Get),
         b"/v1/usage" => (Route::Usage, Method::Get),
         b"/health" => (Route::Health, Method::Get),
@@ -1029,11 +1047,102 @@ async fn relayed_attempt(
         }
     };
     pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, operation, responder, scratch).await?;
-    // Speech answers are audio, with no usage to read: the request still
-    // counts, without tokens.
-    if operation == Operation::Speech && responder.status == 200 {
+    count_without_usage(shard, resolved, responder, scratch);
+    Ok(())
+}
+
+/// An answer with no usage in it (audio, a transcript as text) still
+/// counts as a request, without tokens.
+fn count_without_usage(shard: &Shard, resolved: &Resolved<'_>, responder: &Responder<'_>, scratch: &Scratch) {
+    if responder.status == 200 && openai::response_usage(&scratch.body).is_none() {
         shard.record_usage(resolved.key, resolved.model, &translate::Usage::default());
     }
+}
+
+/// Where a form upload's `model` is, and its value.
+struct FormModel<'r> {
+    value: &'r str,
+    range: std::ops::Range<usize>,
+}
+
+/// Audio transcription and translation: OpenAI's multipart forms, relayed
+/// as they are (the file part untouched) to OpenAI-dialect deployments,
+/// with only the `model` field's value replaced for an alias.
+#[allow(clippy::too_many_arguments)]
+async fn relayed_form(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    key: Option<&Key>,
+    operation: Operation,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let form = || GatewayError::BadRequest(format!("{} takes a multipart/form-data body", operation.what()));
+    let content_type = request.header(&request.head.content_type).ok_or_else(form)?;
+    let boundary = translate::multipart::boundary(content_type)
+        .filter(|_| codec::is_header_value_safe(content_type))
+        .ok_or_else(form)?;
+    let text = |name| {
+        let range = translate::multipart::field(request.body, boundary, name)?;
+        let value = std::str::from_utf8(&request.body[range.clone()]).ok()?;
+        Some(FormModel { value, range })
+    };
+    let model = text("model").ok_or_else(|| GatewayError::BadRequest("the form has no `model` field".into()))?;
+    if text("stream").is_some_and(|s| s.value.trim() == "true") {
+        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
+    }
+    let served = authorize(snapshot, key, model.value)?;
+    let charge = admit_key(shard, key, model.value, served).await?;
+    let mut attempts = attempts_for(snapshot, served);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, model.value, charge, key).await {
+        let outcome =
+            relayed_form_attempt(shard, snapshot, request, &model, &resolved, operation, responder, scratch).await;
+        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
+            return done;
+        }
+    }
+    Err(attempts.exhausted(model.value))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relayed_form_attempt(
+    shard: &Rc<Shard>,
+    snapshot: &Rc<Snapshot>,
+    request: &Request<'_>,
+    model: &FormModel<'_>,
+    resolved: &Resolved<'_>,
+    operation: Operation,
+    responder: &mut Responder<'_>,
+    scratch: &mut Scratch,
+) -> Result<(), GatewayError> {
+    let kind = &resolved.deployment.kind;
+    let Some(endpoint) = kind.endpoint().filter(|_| provider_dialect(kind) == Wire::OpenAi) else {
+        return Err(GatewayError::BadRequest(format!(
+            "`{}` is served by `{}`, which has no {} endpoint",
+            model.value,
+            resolved.deployment.name,
+            operation.what()
+        )));
+    };
+    let body = match resolved.rename {
+        Some(name) => {
+            scratch.body.clear();
+            scratch.body.extend_from_slice(&request.body[..model.range.start]);
+            scratch.body.extend_from_slice(name.as_bytes());
+            scratch.body.extend_from_slice(&request.body[model.range.end..]);
+            &scratch.body[..]
+        }
+        None => request.body,
+    };
+    let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
+    build_request(&mut scratch.request, call, request, false, body);
+    let (conn, head) = send(shard, snapshot, resolved, endpoint, scratch).await?;
+    if head.status >= 300 {
+        return Err(upstream_error(shard, resolved, conn, &head, scratch).await);
+    }
+    forward_whole(shard, resolved, conn, head, Dialect::OpenAi, responder, scratch).await?;
+    count_without_usage(shard, resolved, responder, scratch);
     Ok(())
 }
 
@@ -1250,7 +1359,17 @@ fn build_request(out: &mut Vec<u8>, call: Call<'_>, client: &Request<'_>, stream
         }
         _ => {}
     }
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\naccept: ");
+    // A form goes with its own content type (its boundary); the route
+    // checked that it is a safe header value.
+    let content_type = match operation {
+        Operation::Transcriptions | Operation::Translations => {
+            client.header(&client.head.content_type).unwrap_or(b"multipart/form-data")
+        }
+        _ => b"application/json",
+    };
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(b"\r\naccept: ");
     out.extend_from_slice(match (&deployment.kind, stream) {
         (ProviderKind::Bedrock { .. }, true) => b"application/vnd.amazon.eventstream",
         (_, true) => b"text/event-stream",

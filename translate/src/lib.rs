@@ -23,6 +23,8 @@
 //! - [`embeddings`]: OpenAI `/v1/embeddings` served by Gemini or Bedrock
 //!   (Titan, Cohere), fanned out over several calls when needed, with
 //!   base64 vectors made here.
+//! - [`multipart`]: the boundary and the fields of a `multipart/form-data`
+//!   body (OpenAI's audio uploads), found without copying.
 //!
 //! Cross-dialect translation goes through [`canon`], the canonical form:
 //! [`parse_request`] and [`write_request`] for requests, [`translate_response`]
@@ -59,6 +61,7 @@ pub mod error;
 pub mod eventstream;
 pub mod gemini;
 pub mod json;
+pub mod multipart;
 pub mod openai;
 pub mod raw;
 pub mod sse;

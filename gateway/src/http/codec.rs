@@ -65,6 +65,8 @@ pub struct RequestHead {
     /// Anthropic's front door: forwarded to Anthropic providers.
     pub anthropic_version: Option<Range<usize>>,
     pub anthropic_beta: Option<Range<usize>>,
+    /// A form upload's boundary (`/v1/audio/transcriptions`) is in it.
+    pub content_type: Option<Range<usize>>,
     /// The response cache's directives (see [`crate::cache`]).
     pub cache_control: Option<Range<usize>>,
     pub x_corelay_cache: Option<Range<usize>>,
@@ -131,6 +133,7 @@ pub fn parse_request_head(
         x_goog_api_key: None,
         anthropic_version: None,
         anthropic_beta: None,
+        content_type: None,
         cache_control: None,
         x_corelay_cache: None,
         #[cfg(feature = "fault-injection")]
@@ -175,6 +178,7 @@ pub fn parse_request_head(
             }
             14 if h.name.eq_ignore_ascii_case("anthropic-beta") => head.anthropic_beta = Some(range_in(buf, value)),
             13 if h.name.eq_ignore_ascii_case("cache-control") => head.cache_control = Some(range_in(buf, value)),
+            12 if h.name.eq_ignore_ascii_case("content-type") => head.content_type = Some(range_in(buf, value)),
             15 if h.name.eq_ignore_ascii_case("x-corelay-cache") => head.x_corelay_cache = Some(range_in(buf, value)),
             #[cfg(feature = "fault-injection")]
             15 if h.name.eq_ignore_ascii_case("x-corelay-fault") => head.fault = Some(range_in(buf, value)),
