@@ -1054,7 +1054,7 @@ async fn relayed_attempt(
 /// An answer with no usage in it (audio, a transcript as text) still
 /// counts as a request, without tokens.
 fn count_without_usage(shard: &Shard, resolved: &Resolved<'_>, responder: &Responder<'_>, scratch: &Scratch) {
-    if responder.status == 200 && openai::response_usage(&scratch.body).is_none() {
+    if (200..300).contains(&responder.status) && openai::response_usage(&scratch.body).is_none() {
         shard.record_usage(resolved.key, resolved.model, &translate::Usage::default());
     }
 }
@@ -1083,13 +1083,25 @@ async fn relayed_form(
     let boundary = translate::multipart::boundary(content_type)
         .filter(|_| codec::is_header_value_safe(content_type))
         .ok_or_else(form)?;
-    let text = |name| {
-        let range = translate::multipart::field(request.body, boundary, name)?;
-        let value = std::str::from_utf8(&request.body[range.clone()]).ok()?;
-        Some(FormModel { value, range })
+    let parts = translate::multipart::parts(request.body, &boundary)
+        .ok_or_else(|| GatewayError::BadRequest("the multipart/form-data body is malformed".into()))?;
+    // Exactly one of each: a provider must not read another field than
+    // the one checked here.
+    let one = |name: &str| -> Result<Option<FormModel<'_>>, GatewayError> {
+        let mut found = parts.iter().filter(|p| p.name == name);
+        let (first, second) = (found.next(), found.next());
+        if second.is_some() {
+            return Err(GatewayError::BadRequest(format!("the form has more than one `{name}` field")));
+        }
+        first
+            .map(|p| match std::str::from_utf8(&request.body[p.value.clone()]) {
+                Ok(value) => Ok(FormModel { value, range: p.value.clone() }),
+                Err(_) => Err(GatewayError::BadRequest(format!("the form's `{name}` is not UTF-8"))),
+            })
+            .transpose()
     };
-    let model = text("model").ok_or_else(|| GatewayError::BadRequest("the form has no `model` field".into()))?;
-    if text("stream").is_some_and(|s| s.value.trim() == "true") {
+    let model = one("model")?.ok_or_else(|| GatewayError::BadRequest("the form has no `model` field".into()))?;
+    if one("stream")?.is_some_and(|s| s.value.trim().eq_ignore_ascii_case("true")) {
         return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
     }
     let served = authorize(snapshot, key, model.value)?;

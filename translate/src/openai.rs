@@ -336,10 +336,13 @@ pub(crate) fn usage_from_object(usage: &[u8]) -> Option<Usage> {
     if first_non_space(usage).map(|i| usage[i]) != Some(b'{') {
         return None;
     }
-    let number = |path: &[&str]| -> u64 { sonic_rs::get(usage, path).ok().and_then(|v| v.as_u64()).unwrap_or(0) };
+    let field = |path: &[&str]| sonic_rs::get(usage, path).ok().and_then(|v| v.as_u64());
+    let number = |path: &[&str]| -> u64 { field(path).unwrap_or(0) };
+    // Image and audio answers (gpt-image-1, gpt-4o-transcribe) name them
+    // `input_tokens` and `output_tokens`.
     Some(Usage {
-        prompt_tokens: number(&["prompt_tokens"]),
-        completion_tokens: number(&["completion_tokens"]),
+        prompt_tokens: field(&["prompt_tokens"]).or_else(|| field(&["input_tokens"])).unwrap_or(0),
+        completion_tokens: field(&["completion_tokens"]).or_else(|| field(&["output_tokens"])).unwrap_or(0),
         cached_tokens: number(&["prompt_tokens_details", "cached_tokens"]),
         cache_write_tokens: number(&["prompt_tokens_details", "cache_write_tokens"]),
         reasoning_tokens: number(&["completion_tokens_details", "reasoning_tokens"]),
@@ -529,6 +532,9 @@ mod tests {
         let in_string =
             br#"{"usage":{"prompt_tokens":3,"completion_tokens":1},"c":"say \"usage\":{\"prompt_tokens\":8}}"}"#;
         assert_eq!(usage_near_the_end(in_string), u(3, 1));
+        // Image and audio answers spell them input and output.
+        let image = br#"{"created":1,"data":[],"usage":{"input_tokens":5,"output_tokens":100,"total_tokens":105}}"#;
+        assert_eq!(response_usage(image), u(5, 100));
         let key_in_string = br#"{"usage":{"prompt_tokens":4,"completion_tokens":1},"c":"\"usage":{"prompt_tokens":8}}"#;
         assert_eq!(response_usage(key_in_string), u(4, 1));
         let chunk = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";

@@ -145,5 +145,14 @@ fn transcription_forms_are_relayed_with_only_the_model_replaced() {
         b"--b0undary\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\ntrue\r\n--b0undary--\r\n",
     );
     assert_eq!(gw.client().send("POST", "/v1/audio/transcriptions", &content_type, &streamed).status, 400);
+    // Two `model` fields: the one checked might not be the one a provider reads.
+    let mut twice = form("ears");
+    twice.truncate(twice.len() - b"--b0undary--\r\n".len());
+    twice.extend_from_slice(
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nother\r\n--b0undary--\r\n",
+    );
+    let r = gw.client().send("POST", "/v1/audio/transcriptions", &content_type, &twice);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.openai_error().0.contains("more than one `model`"), "{}", r.text());
     assert_eq!(up.requests.lock().unwrap().len(), before);
 }
