@@ -219,10 +219,10 @@ pub async fn handle(
         Route::Images => relayed(shard, snapshot, request, key, Operation::Images, responder, scratch).await,
         Route::Speech => relayed(shard, snapshot, request, key, Operation::Speech, responder, scratch).await,
         Route::Transcriptions => {
-            relayed_form(shard, snapshot, request, key, Operation::Transcriptions, responder, scratch).await
+            relayed(shard, snapshot, request, key, Operation::Transcriptions, responder, scratch).await
         }
         Route::Translations => {
-            relayed_form(shard, snapshot, request, key, Operation::Translations, responder, scratch).await
+            relayed(shard, snapshot, request, key, Operation::Translations, responder, scratch).await
         }
         Route::Models => ignore_io(responder.json(200, &models_body(snapshot, key)).await),
         Route::Usage => usage(shard, request, key, responder).await,
@@ -991,12 +991,14 @@ async fn embeddings(
     done
 }
 
-/// Image generation and speech: OpenAI's endpoints, relayed as they are to
-/// the deployments that speak OpenAI's dialect (OpenAI, Azure, compatible
-/// servers), with the model name of an alias spliced in. Keys, model
-/// access, rate limits, retries, fallbacks and usage apply as for chat; the
-/// answer (an image list, or audio bytes in their own content type) goes
-/// back whole. No other dialect has these endpoints: 400.
+/// Image generation, speech, transcription and audio translation: OpenAI's
+/// endpoints, relayed as they are to the deployments that speak OpenAI's
+/// dialect (OpenAI, Azure, compatible servers), with only the model name of
+/// an alias replaced: in the JSON body, or in the form's `model` field (the
+/// file part untouched). Keys, model access, rate limits, retries,
+/// fallbacks and usage apply as for chat; the answer (an image list, audio
+/// bytes, a transcript, each in its own content type) goes back whole. No
+/// other dialect has these endpoints: 400.
 #[allow(clippy::too_many_arguments)]
 async fn relayed(
     shard: &Rc<Shard>,
@@ -1007,20 +1009,80 @@ async fn relayed(
     responder: &mut Responder<'_>,
     scratch: &mut Scratch,
 ) -> Result<(), GatewayError> {
-    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-    if peek.stream {
-        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
-    }
-    let model = authorize(snapshot, key, &peek.model)?;
-    let charge = admit_key(shard, key, &peek.model, model).await?;
-    let mut attempts = attempts_for(snapshot, model);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, &peek.model, charge, key).await {
-        let outcome = relayed_attempt(shard, snapshot, request, &peek, &resolved, operation, responder, scratch).await;
+    let upload = match operation {
+        Operation::Transcriptions | Operation::Translations => form_upload(request, operation)?,
+        _ => json_upload(request, operation)?,
+    };
+    let asked = upload.model();
+    let served = authorize(snapshot, key, asked)?;
+    let charge = admit_key(shard, key, asked, served).await?;
+    let mut attempts = attempts_for(snapshot, served);
+    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, asked, charge, key).await {
+        let outcome =
+            relayed_attempt(shard, snapshot, request, &upload, &resolved, operation, responder, scratch).await;
         if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
             return done;
         }
     }
-    Err(attempts.exhausted(&peek.model))
+    Err(attempts.exhausted(asked))
+}
+
+/// A relayed request's body, as far as the model is concerned.
+enum Upload<'r> {
+    /// A JSON body, its `model` peeked.
+    Json(ChatPeek<'r>),
+    /// A form, with its `model` field's value and where it lies.
+    Form { model: &'r str, range: std::ops::Range<usize> },
+}
+
+impl Upload<'_> {
+    fn model(&self) -> &str {
+        match self {
+            Upload::Json(peek) => &peek.model,
+            Upload::Form { model, .. } => model,
+        }
+    }
+}
+
+fn json_upload<'r>(request: &Request<'r>, operation: Operation) -> Result<Upload<'r>, GatewayError> {
+    let peek = openai::peek_chat(request.body).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    if peek.stream {
+        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
+    }
+    Ok(Upload::Json(peek))
+}
+
+/// A `multipart/form-data` body with exactly one `model` field (and at most
+/// one `stream`, not true): a provider must not read another field than the
+/// one checked here.
+fn form_upload<'r>(request: &Request<'r>, operation: Operation) -> Result<Upload<'r>, GatewayError> {
+    let form = || GatewayError::BadRequest(format!("{} takes a multipart/form-data body", operation.what()));
+    let content_type = request.header(&request.head.content_type).ok_or_else(form)?;
+    let boundary = translate::multipart::boundary(content_type)
+        .filter(|_| codec::is_header_value_safe(content_type))
+        .ok_or_else(form)?;
+    let body = request.body;
+    let parts = translate::multipart::parts(body, &boundary)
+        .ok_or_else(|| GatewayError::BadRequest("the multipart/form-data body is malformed".into()))?;
+    let one = |name: &str| -> Result<Option<(&'r str, std::ops::Range<usize>)>, GatewayError> {
+        let mut found = parts.iter().filter(|p| p.name == name);
+        let (first, second) = (found.next(), found.next());
+        if second.is_some() {
+            return Err(GatewayError::BadRequest(format!("the form has more than one `{name}` field")));
+        }
+        first
+            .map(|p| match std::str::from_utf8(&body[p.value.clone()]) {
+                Ok(value) => Ok((value, p.value.clone())),
+                Err(_) => Err(GatewayError::BadRequest(format!("the form's `{name}` is not UTF-8"))),
+            })
+            .transpose()
+    };
+    let (model, range) =
+        one("model")?.ok_or_else(|| GatewayError::BadRequest("the form has no `model` field".into()))?;
+    if one("stream")?.is_some_and(|(value, _)| value.trim().eq_ignore_ascii_case("true")) {
+        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
+    }
+    Ok(Upload::Form { model, range })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1028,101 +1090,7 @@ async fn relayed_attempt(
     shard: &Rc<Shard>,
     snapshot: &Rc<Snapshot>,
     request: &Request<'_>,
-    peek: &ChatPeek<'_>,
-    resolved: &Resolved<'_>,
-    operation: Operation,
-    responder: &mut Responder<'_>,
-    scratch: &mut Scratch,
-) -> Result<(), GatewayError> {
-    let kind = &resolved.deployment.kind;
-    let endpoint = match kind.endpoint() {
-        Some(endpoint) if provider_dialect(kind) == Wire::OpenAi => endpoint,
-        _ => {
-            return Err(GatewayError::BadRequest(format!(
-                "`{}` is served by `{}`, which has no {} endpoint",
-                peek.model,
-                resolved.deployment.name,
-                operation.what()
-            )));
-        }
-    };
-    pass_through_whole(shard, snapshot, request, peek, resolved, endpoint, operation, responder, scratch).await?;
-    count_without_usage(shard, resolved, responder, scratch);
-    Ok(())
-}
-
-/// An answer with no usage in it (audio, a transcript as text) still
-/// counts as a request, without tokens.
-fn count_without_usage(shard: &Shard, resolved: &Resolved<'_>, responder: &Responder<'_>, scratch: &Scratch) {
-    if (200..300).contains(&responder.status) && openai::response_usage(&scratch.body).is_none() {
-        shard.record_usage(resolved.key, resolved.model, &translate::Usage::default());
-    }
-}
-
-/// Where a form upload's `model` is, and its value.
-struct FormModel<'r> {
-    value: &'r str,
-    range: std::ops::Range<usize>,
-}
-
-/// Audio transcription and translation: OpenAI's multipart forms, relayed
-/// as they are (the file part untouched) to OpenAI-dialect deployments,
-/// with only the `model` field's value replaced for an alias.
-#[allow(clippy::too_many_arguments)]
-async fn relayed_form(
-    shard: &Rc<Shard>,
-    snapshot: &Rc<Snapshot>,
-    request: &Request<'_>,
-    key: Option<&Key>,
-    operation: Operation,
-    responder: &mut Responder<'_>,
-    scratch: &mut Scratch,
-) -> Result<(), GatewayError> {
-    let form = || GatewayError::BadRequest(format!("{} takes a multipart/form-data body", operation.what()));
-    let content_type = request.header(&request.head.content_type).ok_or_else(form)?;
-    let boundary = translate::multipart::boundary(content_type)
-        .filter(|_| codec::is_header_value_safe(content_type))
-        .ok_or_else(form)?;
-    let parts = translate::multipart::parts(request.body, &boundary)
-        .ok_or_else(|| GatewayError::BadRequest("the multipart/form-data body is malformed".into()))?;
-    // Exactly one of each: a provider must not read another field than
-    // the one checked here.
-    let one = |name: &str| -> Result<Option<FormModel<'_>>, GatewayError> {
-        let mut found = parts.iter().filter(|p| p.name == name);
-        let (first, second) = (found.next(), found.next());
-        if second.is_some() {
-            return Err(GatewayError::BadRequest(format!("the form has more than one `{name}` field")));
-        }
-        first
-            .map(|p| match std::str::from_utf8(&request.body[p.value.clone()]) {
-                Ok(value) => Ok(FormModel { value, range: p.value.clone() }),
-                Err(_) => Err(GatewayError::BadRequest(format!("the form's `{name}` is not UTF-8"))),
-            })
-            .transpose()
-    };
-    let model = one("model")?.ok_or_else(|| GatewayError::BadRequest("the form has no `model` field".into()))?;
-    if one("stream")?.is_some_and(|s| s.value.trim().eq_ignore_ascii_case("true")) {
-        return Err(GatewayError::BadRequest(format!("{} cannot be streamed through corelay", operation.what())));
-    }
-    let served = authorize(snapshot, key, model.value)?;
-    let charge = admit_key(shard, key, model.value, served).await?;
-    let mut attempts = attempts_for(snapshot, served);
-    while let Some(resolved) = next_attempt(shard, snapshot, &mut attempts, model.value, charge, key).await {
-        let outcome =
-            relayed_form_attempt(shard, snapshot, request, &model, &resolved, operation, responder, scratch).await;
-        if let Some(done) = settle(shard, snapshot, &resolved, outcome, &mut attempts) {
-            return done;
-        }
-    }
-    Err(attempts.exhausted(model.value))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn relayed_form_attempt(
-    shard: &Rc<Shard>,
-    snapshot: &Rc<Snapshot>,
-    request: &Request<'_>,
-    model: &FormModel<'_>,
+    upload: &Upload<'_>,
     resolved: &Resolved<'_>,
     operation: Operation,
     responder: &mut Responder<'_>,
@@ -1132,20 +1100,24 @@ async fn relayed_form_attempt(
     let Some(endpoint) = kind.endpoint().filter(|_| provider_dialect(kind) == Wire::OpenAi) else {
         return Err(GatewayError::BadRequest(format!(
             "`{}` is served by `{}`, which has no {} endpoint",
-            model.value,
+            upload.model(),
             resolved.deployment.name,
             operation.what()
         )));
     };
-    let body = match resolved.rename {
-        Some(name) => {
+    let body = match (upload, resolved.rename) {
+        (Upload::Json(peek), rename) => {
+            let splice = openai::Splice { model: rename, ..Default::default() };
+            splice_body(request.body, peek, splice, &mut scratch.body)
+        }
+        (Upload::Form { range, .. }, Some(name)) => {
             scratch.body.clear();
-            scratch.body.extend_from_slice(&request.body[..model.range.start]);
+            scratch.body.extend_from_slice(&request.body[..range.start]);
             scratch.body.extend_from_slice(name.as_bytes());
-            scratch.body.extend_from_slice(&request.body[model.range.end..]);
+            scratch.body.extend_from_slice(&request.body[range.end..]);
             &scratch.body[..]
         }
-        None => request.body,
+        (Upload::Form { .. }, None) => request.body,
     };
     let call = Call { deployment: resolved.deployment, endpoint, operation, model: resolved.upstream_model };
     build_request(&mut scratch.request, call, request, false, body);
@@ -1154,7 +1126,11 @@ async fn relayed_form_attempt(
         return Err(upstream_error(shard, resolved, conn, &head, scratch).await);
     }
     forward_whole(shard, resolved, conn, head, Dialect::OpenAi, responder, scratch).await?;
-    count_without_usage(shard, resolved, responder, scratch);
+    // An answer with no usage in it (audio, a transcript as text) still
+    // counts as a request, without tokens.
+    if (200..300).contains(&responder.status) && openai::response_usage(&scratch.body).is_none() {
+        shard.record_usage(resolved.key, resolved.model, &translate::Usage::default());
+    }
     Ok(())
 }
 
